@@ -1,0 +1,1 @@
+//! What a managed daemon links: std + nix + libc only.

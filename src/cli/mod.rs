@@ -1,0 +1,82 @@
+//! Binary only: clap arguments → validated plan → run → exit code.
+//!
+//! Exit codes are part of the interface: 0 ok, 1 findings (drift, verification
+//! failures, orphans), 2 error.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod exec;
+mod generate;
+mod manage;
+mod orphans;
+mod verify;
+
+/// What a command found, mapped onto the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Ok,
+    /// Exit 1: the command ran and found something (drift, lint errors, orphans).
+    Findings,
+}
+
+/// Make the init system own your daemon's socket and its single instance.
+#[derive(Debug, Parser)]
+#[command(name = "initkit", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render systemd units and launchd plists from manifests
+    Generate(generate::Args),
+    /// Validate manifests, render them and check the output with systemd-analyze and a plist lint
+    Verify(verify::Args),
+    /// Run a daemon under the manifest's rules: pass sockets through, or guard a single instance off-init
+    Exec(exec::Args),
+    /// Render and install a manifest into the service manager, then enable and start it
+    Install(manage::InstallArgs),
+    /// Stop, disable and remove a service that initkit installed
+    Uninstall(manage::NameArgs),
+    /// Start a service (its socket unit when socket-activated)
+    Start(manage::NameArgs),
+    /// Stop a service and its socket unit
+    Stop(manage::NameArgs),
+    /// Restart a service
+    Restart(manage::NameArgs),
+    /// Show the state of one or every initkit-installed service
+    Status(manage::StatusArgs),
+    /// Show a service's logs
+    Logs(manage::LogsArgs),
+    /// Find, report and safely stop instances the service manager does not track
+    Orphans(orphans::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Exec(args) => exec::run(args),
+        Command::Install(args) => manage::install(&args),
+        Command::Uninstall(args) => manage::uninstall(&args),
+        Command::Start(args) => manage::start(&args),
+        Command::Stop(args) => manage::stop(&args),
+        Command::Restart(args) => manage::restart(&args),
+        Command::Status(args) => manage::status(&args),
+        Command::Logs(args) => manage::logs(&args),
+        Command::Orphans(args) => orphans::run(&args),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("initkit: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

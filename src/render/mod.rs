@@ -1,0 +1,1 @@
+//! Manifest → files for the service managers. Pure.
