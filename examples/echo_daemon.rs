@@ -1,0 +1,2 @@
+//! Example daemon (filled in by the runtime work).
+fn main() {}
