@@ -1,1 +1,3 @@
 //! One integration-test binary: a module per area keeps link time down.
+
+mod support;
