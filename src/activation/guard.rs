@@ -426,6 +426,19 @@ impl Guard {
         Listeners::from_owned(owned)
     }
 
+    /// Keep the lock held for the rest of the process (it is released when
+    /// the process exits) and return the paths to watch. For daemons that
+    /// leave through `std::process::exit`, which runs no destructors: call
+    /// [`WatchSet::cleanup_sockets`] on the way out.
+    pub fn hold_until_exit(mut self) -> WatchSet {
+        self.cleanup_on_drop = false;
+        if let Some(lock) = self.lock.take() {
+            // Deliberately leaked: the open file description holds the flock.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(lock);
+        }
+        self.watch_set()
+    }
+
     /// Hand everything over for `exec`; nothing is cleaned up by this process.
     pub fn into_exec_parts(mut self) -> ExecParts {
         self.cleanup_on_drop = false;
