@@ -65,7 +65,8 @@ pub struct Args {
 /// Everything checked before any side effect.
 struct Plan {
     manifest: Manifest,
-    dirs: Dirs,
+    /// Needed off-init and under launchd (paths), not to pass through.
+    dirs: Result<Dirs, initkit::dirs::DirsError>,
     command: Vec<OsString>,
     failure_budget: bool,
     watch_interval: Option<Duration>,
@@ -83,8 +84,9 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         .with_context(|| format!("read manifest {}", path.display()))?;
     let manifest =
         Manifest::from_toml(&text).with_context(|| format!("manifest {}", path.display()))?;
-    let dirs = Dirs::current(manifest.scope)?;
+    let dirs = Dirs::current(manifest.scope);
     let command = if args.command.is_empty() {
+        let dirs = dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
         manifest
             .command
             .iter()
@@ -147,14 +149,16 @@ fn check_passed_names(manifest: &Manifest, passed: &[Passed]) -> Result<(), Stri
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let plan = plan(args)?;
-    orphan_precheck(&plan.manifest, &plan.dirs);
+    // The pid check comes first: a forked wrapper must get exit 3 whatever
+    // else is wrong.
     let activation = env::from_env().context("socket activation environment")?;
+    if let Mode::PidMismatch(m) = mode(activation.clone()) {
+        eprintln!("initkit exec: error: {m}; refusing to start a second listener (exit {EXIT_PID_MISMATCH})");
+        std::process::exit(EXIT_PID_MISMATCH);
+    }
+    let plan = plan(args)?;
     match mode(activation) {
-        Mode::PidMismatch(m) => {
-            eprintln!("initkit exec {}: error: {m}; refusing to start a second listener (exit {EXIT_PID_MISMATCH})", plan.manifest.name);
-            std::process::exit(EXIT_PID_MISMATCH);
-        }
+        Mode::PidMismatch(_) => unreachable!("handled above"),
         Mode::PassThrough(passed) => {
             for p in &passed {
                 fd::inspect(p.fd, &p.name)?;
@@ -163,9 +167,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Err(exec(&plan.command, None))
         }
         Mode::OffInit => {
+            let dirs = plan.dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+            orphan_precheck(&plan.manifest, dirs);
             #[cfg(any(target_os = "macos", initkit_check_macos))]
             if let Some(passed) = launchd_sockets(&plan.manifest)? {
-                if budget_exhausted(&plan)? {
+                if budget_exhausted(&plan, dirs)? {
                     return Ok(Outcome::Ok);
                 }
                 let owned = passed
@@ -179,10 +185,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 let env = place_fds(owned, None)?;
                 return Err(exec(&plan.command, Some(&env)));
             }
-            if plan.failure_budget && budget_exhausted(&plan)? {
+            if plan.failure_budget && budget_exhausted(&plan, dirs)? {
                 return Ok(Outcome::Ok);
             }
-            off_init(&plan)
+            off_init(&plan, dirs)
         }
     }
 }
@@ -213,15 +219,15 @@ fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
     }
 }
 
-fn off_init(plan: &Plan) -> anyhow::Result<Outcome> {
+fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     let m = &plan.manifest;
-    let mut spec = GuardSpec::new(lock_path(m, &plan.dirs));
+    let mut spec = GuardSpec::new(lock_path(m, dirs));
     if let Some(interval) = plan.watch_interval {
         spec = spec.takeover_wait(interval * 6);
     }
     for s in &m.sockets {
         if let Listen::Unix(path) = &s.listen {
-            spec = spec.unix_socket(&s.name, plan.dirs.resolve(path), s.mode, s.backlog);
+            spec = spec.unix_socket(&s.name, dirs.resolve(path), s.mode, s.backlog);
         }
     }
     let guard = match spec.acquire().context("single-instance guard")? {
@@ -462,12 +468,12 @@ fn parse_history(text: &str) -> Vec<u64> {
 }
 
 /// Record this start; true when the budget is exhausted (caller exits 0).
-fn budget_exhausted(plan: &Plan) -> anyhow::Result<bool> {
+fn budget_exhausted(plan: &Plan, dirs: &Dirs) -> anyhow::Result<bool> {
     let (Some(burst), Some(window)) = (plan.manifest.restart.burst, plan.manifest.restart.window)
     else {
         return Ok(false);
     };
-    let dir = plan.dirs.state.join("initkit");
+    let dir = dirs.state.join("initkit");
     let file = dir.join(format!("{}.starts", plan.manifest.name));
     let history = match std::fs::read_to_string(&file) {
         Ok(text) => parse_history(&text),
