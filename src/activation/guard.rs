@@ -214,11 +214,13 @@ impl fmt::Display for GuardError {
                 "refusing to replace {}: a socket with mode 000 (disabled on purpose?) sits there",
                 path.display()
             ),
-            GuardError::PermissionDenied { path, source } => write!(
-                f,
-                "cannot tell whether {} is stale: connect: {source}; refusing to replace it",
-                path.display()
-            ),
+            GuardError::PermissionDenied { path, source } | GuardError::Probe { path, source } => {
+                write!(
+                    f,
+                    "cannot tell whether {} is stale: connect: {source}; refusing to replace it",
+                    path.display()
+                )
+            }
             GuardError::Busy { path } => write!(
                 f,
                 "a listener at {} has a full backlog (busy or hung); refusing to replace it",
@@ -231,11 +233,6 @@ impl fmt::Display for GuardError {
                 }
                 write!(f, " accepts connections but failed the ping ({source}); hung? refusing to replace it")
             }
-            GuardError::Probe { path, source } => write!(
-                f,
-                "cannot tell whether {} is stale: connect: {source}; refusing to replace it",
-                path.display()
-            ),
             GuardError::Bind {
                 name,
                 path,
@@ -741,7 +738,8 @@ impl GuardSpec {
                     kind: file_kind(&meta),
                 });
             }
-            if meta.permissions().mode() & 0o777 == 0 {
+            if meta.permissions().mode().trailing_zeros() >= 9 {
+                // mode 000
                 return Err(GuardError::Disabled { path: path.clone() });
             }
             match probe(path)? {

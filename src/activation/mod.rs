@@ -84,6 +84,7 @@ mod imp {
 mod imp {
     use super::{Error, Listeners};
 
+    #[allow(clippy::unnecessary_wraps)] // same signature as the macOS version
     pub fn launchd_listeners(_names: &[&str]) -> Result<Option<Listeners>, Error> {
         Ok(None)
     }

@@ -488,7 +488,11 @@ fn budget_exhausted(plan: &Plan, dirs: &Dirs) -> anyhow::Result<bool> {
         .recursive(true)
         .create(&dir)
         .with_context(|| format!("create {}", dir.display()))?;
-    let text: String = keep.iter().map(|t| format!("{t}\n")).collect();
+    let text: String = keep.iter().fold(String::new(), |mut out, t| {
+        out.push_str(&t.to_string());
+        out.push('\n');
+        out
+    });
     initkit::fsutil::write_atomic(&file, text.as_bytes(), 0o600)
         .with_context(|| format!("write {}", file.display()))?;
     if !start {

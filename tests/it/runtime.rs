@@ -247,6 +247,26 @@ fn wrapper_fork_is_refused_loudly_with_exit_3() {
     }
 }
 
+/// Stops and removes test units, then reloads the manager.
+struct Cleanup<'a>(&'a support::UserManager, String, Vec<PathBuf>);
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .systemctl()
+            .args([
+                "stop",
+                &format!("{}.socket", self.1),
+                &format!("{}.service", self.1),
+            ])
+            .output();
+        for f in &self.2 {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = self.0.systemctl().arg("daemon-reload").output();
+    }
+}
+
 #[test]
 fn user_manager_socket_unit_starts_the_daemon_on_connect() {
     let Some(mgr) = support::user_manager() else {
@@ -282,24 +302,6 @@ fn user_manager_socket_unit_starts_the_daemon_on_connect() {
                 format!("[Service]\nType=notify\nExecStart={exec_start}\n"),
             ),
         ];
-        struct Cleanup<'a>(&'a support::UserManager, String, Vec<PathBuf>);
-        impl Drop for Cleanup<'_> {
-            fn drop(&mut self) {
-                let _ = self
-                    .0
-                    .systemctl()
-                    .args([
-                        "stop",
-                        &format!("{}.socket", self.1),
-                        &format!("{}.service", self.1),
-                    ])
-                    .output();
-                for f in &self.2 {
-                    let _ = std::fs::remove_file(f);
-                }
-                let _ = self.0.systemctl().arg("daemon-reload").output();
-            }
-        }
         let _cleanup = Cleanup(
             &mgr,
             name.clone(),
@@ -565,7 +567,7 @@ fn non_socket_paths_are_refused_and_never_removed() {
             "dir" => std::fs::create_dir(&sock).unwrap(),
             _ => {
                 drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-                std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0)).unwrap();
+                std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o000)).unwrap();
             }
         }
         let before = inode(&sock);
