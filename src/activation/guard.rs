@@ -2,12 +2,14 @@
 //! the sockets.
 //!
 //! 1. **Lock.** Open the lock file (`O_NOFOLLOW | O_CLOEXEC`, mode 0600,
-//!    parent directories created 0700) and `flock` it without blocking. A
+//!    missing parent directories created 0700) and `flock` it without
+//!    blocking. A
 //!    held lock means another instance runs: [`Acquired::AlreadyRunning`]
 //!    with the pid written in the file. A caller that loses must exit **0**
 //!    ("already running (pid N)"), or a restart policy respawns it forever.
-//! 2. **Bind.** Holding the lock, bind each unix socket path. The kernel's
-//!    atomic bind is the enforcer. When the path exists:
+//! 2. **Bind.** Holding the lock, bind each unix socket path (missing parents
+//!    0700, or 0755 when the socket's mode lets others connect). The
+//!    kernel's atomic bind is the enforcer. When the path exists:
 //!    - not a socket (regular file, directory, symlink...): refused, never
 //!      removed;
 //!    - a socket with mode 000: refused (it was disabled on purpose; root
@@ -48,6 +50,11 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub type Ping = Box<dyn Fn(&mut UnixStream) -> io::Result<()> + Send + Sync>;
 
 /// Device and inode: what a path must still name for this process to own it.
+///
+/// Sound while this process holds the object: an open lock fd and a bound
+/// socket both pin their inode, so its number cannot be reused by a file
+/// created after an `rm`. (After the holder is gone a filesystem may recycle
+/// the number; cleanup at exit runs while the socket is still open.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     pub dev: u64,
@@ -465,11 +472,12 @@ impl Drop for Guard {
     }
 }
 
-fn create_parent(path: &Path) -> Result<(), GuardError> {
+/// Create missing parent directories with `mode` (existing ones are left alone).
+fn create_parent(path: &Path, mode: u32) -> Result<(), GuardError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(parent)
             .map_err(|source| GuardError::CreateDir {
                 path: parent.to_owned(),
@@ -655,7 +663,7 @@ impl GuardSpec {
     /// `Ok(Ok(held))`, or `Ok(Err(running))` when another process holds it.
     #[allow(clippy::type_complexity)]
     fn lock_file(&self) -> Result<Result<(OwnedFd, FileId), Running>, GuardError> {
-        create_parent(&self.lock)?;
+        create_parent(&self.lock, 0o700)?;
         let open_err = |source| GuardError::OpenLock {
             path: self.lock.clone(),
             source,
@@ -712,7 +720,9 @@ impl GuardSpec {
     }
 
     fn bind_one(&self, spec: &UnixSpec) -> Result<Result<Bound, Running>, GuardError> {
-        create_parent(&spec.path)?;
+        // A socket others may use needs a directory they can traverse.
+        let shared = spec.mode.is_some_and(|m| m & 0o077 != 0);
+        create_parent(&spec.path, if shared { 0o755 } else { 0o700 })?;
         let started = Instant::now();
         for _ in 0..1000 {
             match bind_listen(spec) {

@@ -170,20 +170,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             let dirs = plan.dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
             orphan_precheck(&plan.manifest, dirs);
             #[cfg(any(target_os = "macos", initkit_check_macos))]
-            if let Some(passed) = launchd_sockets(&plan.manifest)? {
-                if budget_exhausted(&plan, dirs)? {
-                    return Ok(Outcome::Ok);
-                }
-                let owned = passed
-                    .into_iter()
-                    .map(|p| {
-                        // SAFETY: launchd just created these fds for this process.
-                        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p.fd) };
-                        (p.name, fd)
-                    })
-                    .collect();
-                let env = place_fds(owned, None)?;
-                return Err(exec(&plan.command, Some(&env)));
+            if let Some(outcome) = launchd(&plan, dirs)? {
+                return outcome;
             }
             if plan.failure_budget && budget_exhausted(&plan, dirs)? {
                 return Ok(Outcome::Ok);
@@ -191,6 +179,50 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             off_init(&plan, dirs)
         }
     }
+}
+
+/// Whether launchd started this process as the manifest's job: launchd sets
+/// `XPC_SERVICE_NAME` to the job's label (a shell has it unset or `0`). Pure.
+#[cfg_attr(
+    not(any(target_os = "macos", initkit_check_macos)),
+    allow(dead_code) // unit-tested on Linux; called on macOS
+)]
+pub fn is_launchd_job(xpc_service_name: Option<&std::ffi::OsStr>, label: &str) -> bool {
+    xpc_service_name.is_some_and(|v| v == label)
+}
+
+/// Under launchd: activate the manifest's sockets by name and export them as
+/// `LISTEN_*` from fd 3; launchd owns the single instance, so no guard; the
+/// failure budget replaces the StartLimitBurst launchd lacks. `Ok(None)` when
+/// this is not a launchd job.
+#[cfg(any(target_os = "macos", initkit_check_macos))]
+fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Outcome>>> {
+    let job = is_launchd_job(
+        std::env::var_os("XPC_SERVICE_NAME").as_deref(),
+        &plan.manifest.label,
+    );
+    let passed = if job || !plan.manifest.sockets.is_empty() {
+        launchd_sockets(&plan.manifest)?
+    } else {
+        None
+    };
+    if !job && passed.is_none() {
+        return Ok(None);
+    }
+    if budget_exhausted(plan, dirs)? {
+        return Ok(Some(Ok(Outcome::Ok)));
+    }
+    let owned = passed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            // SAFETY: launchd just created these fds for this process.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p.fd) };
+            (p.name, fd)
+        })
+        .collect();
+    let env = place_fds(owned, None)?;
+    Ok(Some(Err(exec(&plan.command, Some(&env)))))
 }
 
 /// Seam for the orphan issue: apply `[orphans] on-start` with the classifier
@@ -265,7 +297,10 @@ fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     if let Some(interval) = plan.watch_interval {
         spawn_watcher(&parts.watch, interval, &env)?;
     }
-    Err(exec(&plan.command, Some(&env)))
+    let err = exec(&plan.command, Some(&env));
+    // Nothing runs on our sockets: remove the paths we bound (still ours).
+    parts.watch.cleanup_sockets();
+    Err(err)
 }
 
 fn bind_inet(s: &Socket) -> anyhow::Result<OwnedFd> {
@@ -392,6 +427,18 @@ fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> an
                     libc::dup2(null.as_raw_fd(), 0);
                     libc::dup2(null.as_raw_fd(), 1);
                 }
+            }
+            // Live exactly as long as the daemon: a Ctrl-C or a group kill
+            // must not take the watcher (and its cleanup) away first.
+            for sig in [
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::Signal::SIGHUP,
+                nix::sys::signal::Signal::SIGQUIT,
+            ] {
+                // SAFETY: SIG_IGN installs no handler code.
+                let _ =
+                    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
             }
             let mut signalled = false;
             loop {
@@ -528,6 +575,21 @@ mod tests {
         // A start time in the future (clock went back) is forgotten.
         assert!(budget(&[500, 501, 502], 100, 3, 60).0);
         assert_eq!(parse_history("1\n\nx\n2\n"), [1, 2]);
+    }
+
+    #[test]
+    fn launchd_job_is_recognised_by_label_only() {
+        use std::ffi::OsStr;
+        assert!(is_launchd_job(
+            Some(OsStr::new("initkit.echo")),
+            "initkit.echo"
+        ));
+        assert!(!is_launchd_job(Some(OsStr::new("0")), "initkit.echo"));
+        assert!(!is_launchd_job(
+            Some(OsStr::new("com.apple.Terminal")),
+            "initkit.echo"
+        ));
+        assert!(!is_launchd_job(None, "initkit.echo"));
     }
 
     #[test]

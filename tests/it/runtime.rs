@@ -685,3 +685,39 @@ fn name_form_without_registry_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("pass --manifest FILE"), "{err}");
 }
+
+#[test]
+fn idle_exit_ends_the_daemon_and_the_watcher_removes_its_path() {
+    let sb = Sandbox::new();
+    let m = sb.manifest("");
+    let sock = sb.sock();
+    let mut cmd = sb.exec(&m, &["--watch-interval", "0.1"], &[&echo_daemon()]);
+    cmd.args(["--idle-exit", "0.5"]).stderr(Stdio::null());
+    let mut d = Proc::spawn(&mut cmd);
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    let status = d.wait_secs(10.0).expect("idle exit");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        wait_until(5.0, || !sock.exists()),
+        "socket path removed after exit"
+    );
+    assert!(
+        sb.path("state/echo/echo.lock").exists(),
+        "the lock file stays"
+    );
+}
+
+#[test]
+fn exec_failure_exits_2_and_removes_the_path_it_bound() {
+    let sb = Sandbox::new();
+    let m = sb.manifest("");
+    let out = support::run(&mut sb.exec(
+        &m,
+        &["--watch-interval", "0"],
+        &[Path::new("/nonexistent/daemon")],
+    ));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("exec /nonexistent/daemon"), "{err}");
+    assert!(!sb.sock().exists(), "no stale path left behind");
+}
