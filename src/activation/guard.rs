@@ -357,6 +357,21 @@ impl WatchSet {
             })
     }
 
+    /// For a process other than the daemon (the `initkit exec` watcher),
+    /// after the daemon exited: unlink each socket path that still names our
+    /// inode and on which nobody listens any more (`ECONNREFUSED`). A daemon
+    /// that forked away and still serves the path keeps it.
+    pub fn cleanup_stale_sockets(&self) {
+        for (path, id) in &self.sockets {
+            if matches!(lstat_id(path), Ok(Some(now)) if now == *id)
+                && matches!(probe(path), Ok(Probe::Refused))
+                && matches!(lstat_id(path), Ok(Some(now)) if now == *id)
+            {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
     /// Unlink each socket path that still names the inode this process bound.
     pub fn cleanup_sockets(&self) {
         for (path, id) in &self.sockets {
@@ -972,6 +987,21 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("state/x.lock")).unwrap();
         let err = spec(dir.path()).acquire().unwrap_err().to_string();
         assert!(err.contains("it is a symlink"), "{err}");
+    }
+
+    #[test]
+    fn stale_cleanup_keeps_a_path_someone_still_listens_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = won(spec(dir.path()).acquire().unwrap());
+        let mut sockets = g.listeners().unwrap();
+        let listener = sockets.take_unix_listener("control").unwrap();
+        let w = g.hold_until_exit();
+        let sock = dir.path().join("run/x.sock");
+        w.cleanup_stale_sockets();
+        assert!(sock.exists(), "still listened on: kept");
+        drop(listener);
+        w.cleanup_stale_sockets();
+        assert!(!sock.exists(), "nobody listens: removed");
     }
 
     #[test]

@@ -402,7 +402,7 @@ fn place_fds(sockets: Vec<(String, OwnedFd)>, lock: Option<OwnedFd>) -> anyhow::
 /// the lock and socket paths still name our inodes. When one vanishes or is
 /// replaced it sends the daemon SIGTERM, so there are never two reachable
 /// instances. When the daemon has exited it removes the socket paths that are
-/// still ours, then exits.
+/// still ours and that nobody listens on any more, then exits.
 fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> anyhow::Result<()> {
     let daemon = nix::unistd::getpid();
     // SAFETY: `initkit exec` is single-threaded (no thread was spawned), so
@@ -444,7 +444,7 @@ fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> an
             loop {
                 std::thread::sleep(interval);
                 if nix::unistd::getppid() != daemon {
-                    watch.cleanup_sockets();
+                    watch.cleanup_stale_sockets();
                     std::process::exit(0);
                 }
                 if signalled {
