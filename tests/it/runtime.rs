@@ -238,6 +238,10 @@ fn wrapper_fork_is_refused_loudly_with_exit_3() {
         let status = sa.wait_secs(10.0).expect("the wrapper ends");
         assert!(status.success(), "sh ends with `true`");
         assert_eq!(listening_rows(&sock), 0, "no second listener appeared");
+        assert!(
+            !sb.path("state/echo").exists(),
+            "the guard never ran: no lock, nothing bound"
+        );
         let err = sa.stderr();
         assert!(
             err.contains("socket-activated but LISTEN_PID mismatch (a wrapper forked?)"),
@@ -720,4 +724,80 @@ fn exec_failure_exits_2_and_removes_the_path_it_bound() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("exec /nonexistent/daemon"), "{err}");
     assert!(!sb.sock().exists(), "no stale path left behind");
+}
+
+#[test]
+fn tcp_and_unix_sockets_are_bound_off_init_in_manifest_order() {
+    let sb = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = sb.path("two.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "name = \"two\"\ncommand = [\"{}\"]\n[[socket]]\nname = \"http\"\nlisten = \"tcp:127.0.0.1:{port}\"\n[[socket]]\nname = \"control\"\nlisten = \"unix:{{runtime}}/echo.sock\"\n",
+            echo_daemon().display()
+        ),
+    )
+    .unwrap();
+    let script = sb.path("names.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"$LISTEN_FDS $LISTEN_FDNAMES\" > \"$1\"\nexec \"$2\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let names = sb.path("names.txt");
+    let d = Proc::spawn(
+        sb.exec(&m, &[], &[&script, &names, &echo_daemon()])
+            .stderr(Stdio::null()),
+    );
+    let sock = sb.sock();
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    assert_eq!(ping(&sock), Some(pong_of(d.pid())));
+    assert_eq!(
+        std::fs::read_to_string(&names).unwrap().trim(),
+        "2 http:control"
+    );
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(b"ping\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(tcp).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), pong_of(d.pid()));
+    assert!(
+        sb.path("run/initkit/two.lock").exists(),
+        "default lock under {{runtime}}/initkit"
+    );
+}
+
+#[test]
+fn without_cmd_exec_runs_the_manifest_command_with_placeholders() {
+    let sb = Sandbox::new();
+    // The daemon is found through {home}: a placeholder in command[0].
+    std::fs::copy(echo_daemon(), sb.path("home/echo_daemon")).unwrap();
+    let m = sb.path("m.toml");
+    std::fs::write(
+        &m,
+        "name = \"echo\"\ncommand = [\"{home}/echo_daemon\", \"--idle-exit\", \"30\"]\n[[socket]]\nname = \"control\"\nlisten = \"unix:{runtime}/echo.sock\"\n",
+    )
+    .unwrap();
+    let mut cmd = initkit();
+    cmd.args(["exec", "--manifest"])
+        .arg(&m)
+        .stderr(Stdio::null());
+    sb.env(&mut cmd);
+    let d = Proc::spawn(&mut cmd);
+    let sock = sb.sock();
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    assert_eq!(ping(&sock), Some(pong_of(d.pid())));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.pid())).unwrap();
+    let want = format!(
+        "{}/echo_daemon\0--idle-exit\x0030\0",
+        sb.path("home").display()
+    );
+    assert_eq!(String::from_utf8_lossy(&cmdline), want);
 }
