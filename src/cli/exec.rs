@@ -6,11 +6,11 @@
 //! | systemd (`LISTEN_FDS` for this pid) | checks the passed fds and names, execs unchanged |
 //! | systemd, `LISTEN_PID` names another pid | refuses loudly, exit 3 |
 //! | launchd (macOS) | activates each manifest socket by name, moves them to fds 3.., exports `LISTEN_*`, applies the failure budget |
-//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`; a watcher stops the daemon if its paths are taken |
+//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`, the manifest's `environment` and `working-directory`; a watcher stops the daemon if its paths are taken |
 //!
 //! Exit codes of `initkit exec` itself (once it execs, the daemon's own):
-//! 0 already running, or failure budget exhausted; 2 error (nothing was
-//! removed); 3 `LISTEN_PID` mismatch.
+//! 0 already running, or failure budget exhausted; 2 error (nothing that was
+//! there before is removed); 3 `LISTEN_PID` mismatch.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,7 +33,8 @@ pub const EXIT_PID_MISMATCH: i32 = 3;
 const AFTER_HELP: &str = "\
 Exit codes (before the daemon is executed):
   0  already running (pid N), or the failure budget is exhausted
-  2  error: bad manifest, unsafe socket path, exec failed (nothing was removed)
+  2  error: bad manifest, unsafe socket path, exec failed (nothing that was
+     there before is removed)
   3  socket-activated but LISTEN_PID mismatch (a wrapper forked?)
 After exec the exit code is the daemon's.";
 
@@ -164,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 fd::inspect(p.fd, &p.name)?;
             }
             check_passed_names(&plan.manifest, &passed).map_err(anyhow::Error::msg)?;
-            Err(exec(&plan.command, None))
+            Err(exec(&plan.command, None, None))
         }
         Mode::OffInit => {
             let dirs = plan.dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -222,7 +223,7 @@ fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Out
         })
         .collect();
     let env = place_fds(owned, None)?;
-    Ok(Some(Err(exec(&plan.command, Some(&env)))))
+    Ok(Some(Err(exec(&plan.command, Some(&env), None))))
 }
 
 /// Seam for the orphan issue: apply `[orphans] on-start` with the classifier
@@ -297,7 +298,7 @@ fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     if let Some(interval) = plan.watch_interval {
         spawn_watcher(&parts.watch, interval, &env)?;
     }
-    let err = exec(&plan.command, Some(&env));
+    let err = exec(&plan.command, Some(&env), Some(&UnitSettings::of(m, dirs)));
     // Nothing runs on our sockets: remove the paths we bound (still ours).
     parts.watch.cleanup_sockets();
     Err(err)
@@ -461,12 +462,22 @@ fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> an
 }
 
 /// Replace this process with `command`; returns only on failure.
-fn exec(command: &[OsString], listen: Option<&ListenEnv>) -> anyhow::Error {
+fn exec(
+    command: &[OsString],
+    listen: Option<&ListenEnv>,
+    unit: Option<&UnitSettings>,
+) -> anyhow::Error {
     let Some((program, args)) = command.split_first() else {
         return anyhow::anyhow!("no command to run");
     };
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
+    if let Some(unit) = unit {
+        cmd.envs(unit.environment.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &unit.working_directory {
+            cmd.current_dir(dir);
+        }
+    }
     if let Some(listen) = listen {
         for var in env::ACTIVATION_VARS {
             cmd.env_remove(var);
@@ -479,6 +490,26 @@ fn exec(command: &[OsString], listen: Option<&ListenEnv>) -> anyhow::Error {
     }
     let err = cmd.exec();
     anyhow::Error::new(err).context(format!("exec {}", display_argv(command)))
+}
+
+/// What the generated unit or plist sets for the daemon, applied by exec
+/// off-init so the daemon sees the same environment there.
+struct UnitSettings {
+    environment: Vec<(String, OsString)>,
+    working_directory: Option<PathBuf>,
+}
+
+impl UnitSettings {
+    fn of(manifest: &Manifest, dirs: &Dirs) -> UnitSettings {
+        UnitSettings {
+            environment: manifest
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), dirs.resolve(v).into_os_string()))
+                .collect(),
+            working_directory: manifest.working_directory.as_ref().map(|t| dirs.resolve(t)),
+        }
+    }
 }
 
 fn display_argv(argv: &[OsString]) -> String {

@@ -775,14 +775,14 @@ fn tcp_and_unix_sockets_are_bound_off_init_in_manifest_order() {
 }
 
 #[test]
-fn without_cmd_exec_runs_the_manifest_command_with_placeholders() {
+fn without_cmd_exec_runs_the_manifest_command_environment_and_directory() {
     let sb = Sandbox::new();
     // The daemon is found through {home}: a placeholder in command[0].
     std::fs::copy(echo_daemon(), sb.path("home/echo_daemon")).unwrap();
     let m = sb.path("m.toml");
     std::fs::write(
         &m,
-        "name = \"echo\"\ncommand = [\"{home}/echo_daemon\", \"--idle-exit\", \"30\"]\n[[socket]]\nname = \"control\"\nlisten = \"unix:{runtime}/echo.sock\"\n",
+        "name = \"echo\"\ncommand = [\"{home}/echo_daemon\", \"--idle-exit\", \"30\"]\nworking-directory = \"{home}\"\nenvironment = { ECHO_DATA = \"{state}/data\" }\n[[socket]]\nname = \"control\"\nlisten = \"unix:{runtime}/echo.sock\"\n",
     )
     .unwrap();
     let mut cmd = initkit();
@@ -800,4 +800,15 @@ fn without_cmd_exec_runs_the_manifest_command_with_placeholders() {
         sb.path("home").display()
     );
     assert_eq!(String::from_utf8_lossy(&cmdline), want);
+    // Off-init, exec applies what the unit would: environment and directory.
+    let environ = std::fs::read(format!("/proc/{}/environ", d.pid())).unwrap();
+    let want = format!("ECHO_DATA={}/data", sb.path("state").display());
+    assert!(
+        environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes()),
+        "{want} in the daemon's environment"
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{}/cwd", d.pid())).unwrap(),
+        sb.path("home")
+    );
 }
