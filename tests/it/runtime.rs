@@ -94,6 +94,21 @@ fn ping(path: &Path) -> Option<String> {
     Some(line.trim().to_owned()).filter(|l| !l.is_empty())
 }
 
+/// Whether `pid` holds an exclusive flock on `path`, per /proc/locks
+/// (`1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`).
+fn holds_flock(pid: u32, path: &Path) -> bool {
+    let ino = inode(path).expect("lock file exists");
+    let text = std::fs::read_to_string("/proc/locks").unwrap();
+    text.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.len() >= 6
+            && f[1] == "FLOCK"
+            && f[3] == "WRITE"
+            && f[4] == pid.to_string()
+            && f[5].rsplit(':').next() == Some(&ino.to_string())
+    })
+}
+
 fn inode(path: &Path) -> Option<u64> {
     std::fs::symlink_metadata(path).ok().map(|m| m.ino())
 }
@@ -373,6 +388,10 @@ while True:
         std::fs::read_to_string(&lock).unwrap().trim(),
         d.pid().to_string(),
         "the lock names the daemon"
+    );
+    assert!(
+        holds_flock(d.pid(), &lock),
+        "the daemon itself holds the flock after exec"
     );
     assert_eq!(
         std::fs::metadata(sb.path("state/echo"))
