@@ -4,7 +4,7 @@
 //!
 //! | module | what it models |
 //! |---|---|
-//! | [`env`] | `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` and the watchdog variables; pure [`env::parse`] |
+//! | [`mod@env`] | `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` and the watchdog variables; pure [`env::parse`] |
 //! | [`fd`] | passed fds → validated, CLOEXEC, typed sockets handed out once by name |
 //! | [`notify`] | [`notify::NotifyState`] (its `Display` is the wire format) and [`notify::notify`] |
 //! | [`guard`] | lock + bind + inode watch, for when no init system passed sockets |
