@@ -438,6 +438,22 @@ impl Manifest {
         vec![self.timer_unit().unwrap_or_else(|| self.service_unit())]
     }
 
+    /// The same manifest in another scope (`--scope`), re-checked.
+    pub fn with_scope(mut self, scope: Scope) -> Result<Manifest, ManifestError> {
+        if scope == Scope::User {
+            for (field, value) in [("user", &self.user), ("group", &self.group)] {
+                if value.is_some() {
+                    return Err(invalid(
+                        field,
+                        "only allowed with scope = \"system\" (a user service runs as its user)",
+                    ));
+                }
+            }
+        }
+        self.scope = scope;
+        Ok(self)
+    }
+
     /// The argv prefix that identifies an instance: `[orphans] match`, or the
     /// command's program when unset.
     pub fn match_argv(&self) -> Vec<String> {

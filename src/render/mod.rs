@@ -8,6 +8,7 @@ use crate::dirs::Dirs;
 use crate::manifest::{Listen, Manifest};
 
 pub mod launchd;
+pub mod lint;
 pub mod quote;
 pub mod systemd;
 
