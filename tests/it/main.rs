@@ -2,4 +2,5 @@
 
 mod escaping;
 mod generate;
+mod packaging;
 mod support;
