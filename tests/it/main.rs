@@ -2,5 +2,6 @@
 
 mod escaping;
 mod generate;
+mod hostile;
 mod packaging;
 mod support;
