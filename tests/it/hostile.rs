@@ -5,6 +5,8 @@
 //! CI runs proptest's default 256 cases per property. For a long run:
 //! `PROPTEST_CASES=200000 cargo test --test it hostile`.
 
+use std::fmt::Write as _;
+
 use initkit::manifest::Manifest;
 use initkit::render::{launchd, quote, systemd};
 use proptest::prelude::*;
@@ -18,7 +20,9 @@ fn toml_str(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
