@@ -80,3 +80,41 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// A manifest read from disk, with the name it is reported under.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: std::path::PathBuf,
+    pub text: String,
+    pub manifest: initkit::manifest::Manifest,
+}
+
+/// Read and validate a manifest; errors name the file, then the field.
+pub fn load_manifest(path: &std::path::Path) -> anyhow::Result<Loaded> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let manifest = initkit::manifest::Manifest::from_toml(&text)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(Loaded {
+        path: path.to_owned(),
+        text,
+        manifest,
+    })
+}
+
+/// Scope as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeArg {
+    User,
+    System,
+}
+
+impl From<ScopeArg> for initkit::manifest::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::User => initkit::manifest::Scope::User,
+            ScopeArg::System => initkit::manifest::Scope::System,
+        }
+    }
+}
