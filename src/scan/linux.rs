@@ -232,7 +232,7 @@ fn read_detail(root: &Path, pid: u32) -> Detail {
             (None, None)
         }
     };
-    let fds = match read_fds(&dir) {
+    let fds = match read_fds(&dir, root == Path::new("/proc")) {
         Ok(fds) => fds,
         Err(e) => {
             partial.push(format!("fd: {e}"));
@@ -268,7 +268,10 @@ pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
     (v2, v1)
 }
 
-fn read_fds(dir: &Path) -> io::Result<Vec<Fd>> {
+/// On the live `/proc` (`live`), `stat` through an fd link reaches the open
+/// file even when deleted. In a fixture tree the links are ordinary symlinks
+/// that must not be followed into the host's file system.
+fn read_fds(dir: &Path, live: bool) -> io::Result<Vec<Fd>> {
     let mut fds = Vec::new();
     for entry in std::fs::read_dir(dir.join("fd"))? {
         let Ok(entry) = entry else { continue };
@@ -295,7 +298,7 @@ fn read_fds(dir: &Path) -> io::Result<Vec<Fd>> {
             FdTarget::File {
                 path,
                 deleted,
-                id: fd_file_id(&entry.path()),
+                id: if live { FileId::of_path(&entry.path()) } else { None },
                 locks: fdinfo
                     .lines()
                     .filter_map(|l| l.strip_prefix("lock:"))
@@ -309,12 +312,6 @@ fn read_fds(dir: &Path) -> io::Result<Vec<Fd>> {
     }
     fds.sort_by_key(|f| f.fd);
     Ok(fds)
-}
-
-/// `stat` through the fd link: on a live `/proc` it reaches the open file
-/// even when deleted. In a fixture tree the link dangles and this is `None`.
-fn fd_file_id(link: &Path) -> Option<FileId> {
-    FileId::of_path(link)
 }
 
 /// Parse `/proc/locks`. Waiters (`->` lines) are not holders and are
