@@ -50,12 +50,7 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
         if !is_path(target) {
             bail!("{target}: looking up installed services by name is not available in this build; pass the manifest path");
         }
-        let path = Path::new(target);
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("read manifest {}", path.display()))?;
-        let manifest =
-            Manifest::from_toml(&text).with_context(|| format!("manifest {}", path.display()))?;
-        manifests.push(manifest);
+        manifests.push(super::load_manifest(Path::new(target))?.manifest);
     }
     Ok(Plan {
         manifests,
