@@ -70,7 +70,9 @@ fn split_nul(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn hostile_argv_and_environment_arrive_byte_for_byte() {
-    let Some(manager) = user_manager() else { return };
+    let Some(manager) = user_manager() else {
+        return;
+    };
     let name = unique_name("esc");
     let work = tempfile::tempdir().unwrap();
     // The program records its own argv and environment from /proc.
@@ -82,13 +84,19 @@ fn hostile_argv_and_environment_arrive_byte_for_byte() {
     .unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let mut manifest = format!("name = \"{name}\"\nreadiness = \"exec\"\nrun-at-load = false\ncommand = [{}", toml_string(program.to_str().unwrap()));
+    let mut manifest = format!(
+        "name = \"{name}\"\nreadiness = \"exec\"\nrun-at-load = false\ncommand = [{}",
+        toml_string(program.to_str().unwrap())
+    );
     for arg in HOSTILE_ARGS {
         manifest.push_str(", ");
         manifest.push_str(&toml_string(arg));
     }
     manifest.push_str("]\n[environment]\n");
-    manifest.push_str(&format!("IKT_OUT = {}\n", toml_string(work.path().to_str().unwrap())));
+    manifest.push_str(&format!(
+        "IKT_OUT = {}\n",
+        toml_string(work.path().to_str().unwrap())
+    ));
     for (k, v) in HOSTILE_ENV {
         manifest.push_str(&format!("{k} = {}\n", toml_string(v)));
     }
@@ -98,8 +106,16 @@ fn hostile_argv_and_environment_arrive_byte_for_byte() {
     // Render with the real binary into the manager's runtime unit directory.
     let unit_dir = manager.runtime_dir.join("systemd/user");
     std::fs::create_dir_all(&unit_dir).unwrap();
-    let out = run(initkit().arg("generate").arg(&manifest_path).args(["--platform", "systemd", "--out"]).arg(work.path()));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(initkit()
+        .arg("generate")
+        .arg(&manifest_path)
+        .args(["--platform", "systemd", "--out"])
+        .arg(work.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let unit = format!("{name}.service");
     let unit_path = unit_dir.join(&unit);
     std::fs::copy(work.path().join("units").join(&unit), &unit_path).unwrap();
@@ -109,24 +125,43 @@ fn hostile_argv_and_environment_arrive_byte_for_byte() {
         let _ = std::fs::remove_file(&unit_path);
         let _ = run(manager.systemctl().arg("daemon-reload"));
     };
-    assert!(run(manager.systemctl().arg("daemon-reload")).status.success());
+    assert!(run(manager.systemctl().arg("daemon-reload"))
+        .status
+        .success());
     let start = run(manager.systemctl().args(["start", &unit]));
     let recorded = wait_until(10.0, || work.path().join("argv").exists());
-    let status = String::from_utf8_lossy(&run(manager.systemctl().args(["status", "--no-pager", &unit])).stdout).into_owned();
+    let status = String::from_utf8_lossy(
+        &run(manager.systemctl().args(["status", "--no-pager", &unit])).stdout,
+    )
+    .into_owned();
     cleanup();
-    assert!(start.status.success(), "start failed: {}\n{status}", String::from_utf8_lossy(&start.stderr));
+    assert!(
+        start.status.success(),
+        "start failed: {}\n{status}",
+        String::from_utf8_lossy(&start.stderr)
+    );
     assert!(recorded, "the unit never ran its program:\n{status}");
 
     // /proc/PID/cmdline of a script is: interpreter, script path, argv[1..].
     let argv = split_nul(&std::fs::read(work.path().join("argv")).unwrap());
     assert_eq!(argv[0], b"/bin/sh");
     assert_eq!(argv[1], program.to_str().unwrap().as_bytes());
-    let got: Vec<String> = argv[2..].iter().map(|a| String::from_utf8(a.clone()).unwrap()).collect();
+    let got: Vec<String> = argv[2..]
+        .iter()
+        .map(|a| String::from_utf8(a.clone()).unwrap())
+        .collect();
     assert_eq!(got, HOSTILE_ARGS, "argv differs");
 
     let env = split_nul(&std::fs::read(work.path().join("env")).unwrap());
     for (k, v) in HOSTILE_ENV {
         let want = format!("{k}={v}").into_bytes();
-        assert!(env.contains(&want), "{k}: expected {v:?} in the environment, got {:?}", env.iter().map(|e| String::from_utf8_lossy(e)).filter(|e| e.starts_with(k)).collect::<Vec<_>>());
+        assert!(
+            env.contains(&want),
+            "{k}: expected {v:?} in the environment, got {:?}",
+            env.iter()
+                .map(|e| String::from_utf8_lossy(e))
+                .filter(|e| e.starts_with(k))
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! One integration-test binary: a module per area keeps link time down.
 
-mod generate;
-mod support;
 mod escaping;
+mod generate;
+mod orphans;
+mod support;
