@@ -3,5 +3,6 @@
 mod escaping;
 mod generate;
 mod hostile;
+mod orphans;
 mod packaging;
 mod support;
