@@ -81,10 +81,7 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         ),
         (None, None) => bail!("pass --manifest FILE or a service NAME"),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("read manifest {}", path.display()))?;
-    let manifest =
-        Manifest::from_toml(&text).with_context(|| format!("manifest {}", path.display()))?;
+    let manifest = super::load_manifest(&path)?.manifest;
     let dirs = Dirs::current(manifest.scope);
     let command = if args.command.is_empty() {
         let dirs = dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1,4 +1,9 @@
 //! One integration-test binary: a module per area keeps link time down.
 
+mod escaping;
+mod generate;
+mod hostile;
+mod orphans;
+mod packaging;
 mod runtime;
 mod support;
