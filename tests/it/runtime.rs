@@ -287,48 +287,53 @@ impl Drop for Cleanup<'_> {
 }
 
 #[test]
-fn user_manager_socket_unit_starts_the_daemon_on_connect() {
+fn user_manager_runs_the_generated_socket_unit() {
     let Some(mgr) = support::user_manager() else {
         return;
     };
     let sb = Sandbox::new();
     let unit_dir = mgr.runtime_dir.join("systemd/user");
     std::fs::create_dir_all(&unit_dir).unwrap();
-    let m = sb.manifest("");
     for via_exec in [false, true] {
         let name = support::unique_name("runtime");
-        let sock = sb.path(&format!("run/{name}.sock"));
-        let exec_start = if via_exec {
+        let manifest = sb.path(&format!("{name}.toml"));
+        let command = if via_exec {
             format!(
-                "{} exec --manifest {} -- {}",
+                "[\"{}\", \"exec\", \"--manifest\", \"{}\", \"--\", \"{}\"]",
                 env!("CARGO_BIN_EXE_initkit"),
-                m.display(),
+                manifest.display(),
                 echo_daemon().display()
             )
         } else {
-            echo_daemon().display().to_string()
+            format!("[\"{}\"]", echo_daemon().display())
         };
-        let files = [
-            (
-                unit_dir.join(format!("{name}.socket")),
-                format!(
-                    "[Socket]\nListenStream={}\nFileDescriptorName=control\n",
-                    sock.display()
-                ),
+        std::fs::write(
+            &manifest,
+            format!(
+                "name = \"{name}\"\ncommand = {command}\nreadiness = \"notify\"\n[[socket]]\nname = \"control\"\nlisten = \"unix:{{runtime}}/{name}.sock\"\n[systemd.socket]\nRemoveOnStop = true\n"
             ),
-            (
-                unit_dir.join(format!("{name}.service")),
-                format!("[Service]\nType=notify\nExecStart={exec_start}\n"),
-            ),
-        ];
-        let _cleanup = Cleanup(
-            &mgr,
-            name.clone(),
-            files.iter().map(|(p, _)| p.clone()).collect(),
+        )
+        .unwrap();
+        // Render with initkit itself, then install by copying.
+        let out_dir = sb.path(&format!("out-{name}"));
+        let out = support::run(
+            initkit()
+                .args(["generate", "--platform", "systemd", "--out"])
+                .arg(&out_dir)
+                .arg(&manifest),
         );
-        for (path, text) in &files {
-            std::fs::write(path, text).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut installed = Vec::new();
+        for unit in [format!("{name}.socket"), format!("{name}.service")] {
+            let dest = unit_dir.join(&unit);
+            std::fs::copy(out_dir.join("units").join(&unit), &dest).unwrap();
+            installed.push(dest);
         }
+        let _cleanup = Cleanup(&mgr, name.clone(), installed);
         let out = support::run(mgr.systemctl().arg("daemon-reload"));
         assert!(out.status.success(), "{out:?}");
         let out = support::run(mgr.systemctl().args(["start", &format!("{name}.socket")]));
@@ -337,7 +342,8 @@ fn user_manager_socket_unit_starts_the_daemon_on_connect() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(wait_until(5.0, || sock.exists()));
+        let sock = mgr.runtime_dir.join(format!("{name}.sock"));
+        assert!(wait_until(5.0, || sock.exists()), "{}", sock.display());
         let answer = ping(&sock).expect("the daemon answers");
         let service = format!("{name}.service");
         let main_pid = mgr.prop(&service, "MainPID");
