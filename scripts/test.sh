@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it. Starts a real systemd user manager
-# (scripts/user-manager.sh) and makes every test that needs it mandatory.
+# The whole test suite, as CI runs it.
+#
+# Installs what is missing (scripts/setup.sh), starts a real systemd user
+# manager (scripts/user-manager.sh), and sets INITKIT_REQUIRE_MANAGER=1 so a
+# test that needs the manager fails instead of skipping. Extra arguments go to
+# `cargo test` (e.g. scripts/test.sh golden).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh
 export INITKIT_REQUIRE_MANAGER=1
-scripts/user-manager.sh start >/dev/null
+export XDG_RUNTIME_DIR
+XDG_RUNTIME_DIR=$(scripts/user-manager.sh start)
 cargo test --locked --all-targets "$@"

@@ -408,8 +408,18 @@ impl Manifest {
         format!("{}.service", self.name)
     }
 
-    pub fn socket_unit(&self) -> Option<String> {
-        (!self.sockets.is_empty()).then(|| format!("{}.socket", self.name))
+    /// One socket unit per socket, because systemd gives every fd of a socket
+    /// unit the same `FileDescriptorName=`: `<name>.socket` for a single
+    /// socket, `<name>-<socket>.socket` each when there are several.
+    pub fn socket_units(&self) -> Vec<String> {
+        match self.sockets.as_slice() {
+            [] => Vec::new(),
+            [_] => vec![format!("{}.socket", self.name)],
+            many => many
+                .iter()
+                .map(|s| format!("{}-{}.socket", self.name, s.name))
+                .collect(),
+        }
     }
 
     pub fn timer_unit(&self) -> Option<String> {
@@ -418,12 +428,30 @@ impl Manifest {
             .map(|_| format!("{}.timer", self.name))
     }
 
-    /// The unit `start`, `install` and `stop` act on: the socket when
+    /// The units `install`, `start` and `stop` act on: the socket units when
     /// socket-activated, else the timer for a job, else the service.
-    pub fn entry_unit(&self) -> String {
-        self.socket_unit()
-            .or_else(|| self.timer_unit())
-            .unwrap_or_else(|| self.service_unit())
+    pub fn entry_units(&self) -> Vec<String> {
+        let sockets = self.socket_units();
+        if !sockets.is_empty() {
+            return sockets;
+        }
+        vec![self.timer_unit().unwrap_or_else(|| self.service_unit())]
+    }
+
+    /// The same manifest in another scope (`--scope`), re-checked.
+    pub fn with_scope(mut self, scope: Scope) -> Result<Manifest, ManifestError> {
+        if scope == Scope::User {
+            for (field, value) in [("user", &self.user), ("group", &self.group)] {
+                if value.is_some() {
+                    return Err(invalid(
+                        field,
+                        "only allowed with scope = \"system\" (a user service runs as its user)",
+                    ));
+                }
+            }
+        }
+        self.scope = scope;
+        Ok(self)
     }
 
     /// The argv prefix that identifies an instance: `[orphans] match`, or the
@@ -638,7 +666,12 @@ fn validate(raw: RawManifest) -> Result<Manifest, ManifestError> {
                 "variable names are letters, digits and '_', not starting with a digit",
             ));
         }
-        check_no_nul(&field, value)?;
+        if let Some(c) = value
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\n'))
+        {
+            return Err(invalid(field, format!("values may contain tab and newline but no other control character, found {c:?}")));
+        }
         environment.insert(key.clone(), Template::parse(value));
     }
 
@@ -669,7 +702,7 @@ fn validate(raw: RawManifest) -> Result<Manifest, ManifestError> {
         }
     }
 
-    let restart = validate_restart(raw.restart)?;
+    let restart = validate_restart(&raw.restart)?;
     let schedule = raw.schedule.map(validate_schedule).transpose()?;
     let sockets = validate_sockets(&raw.name, raw.socket)?;
     if schedule.is_some() && !sockets.is_empty() {
@@ -873,6 +906,12 @@ fn opt_abs_path(field: &str, value: Option<&str>) -> Result<Option<Template>, Ma
 
 fn abs_path(field: &str, value: &str) -> Result<Template, ManifestError> {
     check_line(field, value)?;
+    if value.ends_with(char::is_whitespace) {
+        return Err(invalid(
+            field,
+            format!("must not end with whitespace (unit files strip it), got {value:?}"),
+        ));
+    }
     let template = Template::parse(value);
     if !template.is_absolute_path() {
         return Err(invalid(
@@ -899,7 +938,7 @@ fn output(field: &str, value: Option<&str>) -> Result<Output, ManifestError> {
     }
 }
 
-fn validate_restart(raw: RawRestart) -> Result<Restart, ManifestError> {
+fn validate_restart(raw: &RawRestart) -> Result<Restart, ManifestError> {
     if raw.burst == Some(0) {
         return Err(invalid("restart.burst", "must be at least 1"));
     }
@@ -1270,7 +1309,7 @@ mod tests {
         assert_eq!(m.label, "initkit.echo");
         assert_eq!(m.scope, Scope::User);
         assert!(m.run_at_load, "a plain service starts at login by default");
-        assert_eq!(m.entry_unit(), "echo.service");
+        assert_eq!(m.entry_units(), vec!["echo.service"]);
         assert_eq!(m.match_argv(), vec!["/usr/bin/echo-daemon".to_owned()]);
     }
 
@@ -1299,7 +1338,7 @@ mod tests {
             Manifest::from_toml(&format!("{MINIMAL}[[socket]]\nlisten = \"tcp:8080\"\n")).unwrap();
         assert_eq!(m.sockets[0].name, "echo");
         assert!(!m.run_at_load);
-        assert_eq!(m.entry_unit(), "echo.socket");
+        assert_eq!(m.entry_units(), vec!["echo.socket"]);
     }
 
     #[test]

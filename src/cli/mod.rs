@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod exec;
 mod generate;
 mod manage;
+mod manual;
 mod orphans;
 mod verify;
 
@@ -54,6 +55,10 @@ enum Command {
     Logs(manage::LogsArgs),
     /// Find, report and safely stop instances the service manager does not track
     Orphans(orphans::Args),
+    /// Print shell completions for initkit
+    Completions(manual::CompletionsArgs),
+    /// Print initkit's man page (roff)
+    Man,
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => manage::status(&args),
         Command::Logs(args) => manage::logs(&args),
         Command::Orphans(args) => orphans::run(&args),
+        Command::Completions(args) => manual::completions(&args),
+        Command::Man => manual::man(),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -77,6 +84,44 @@ pub fn main() -> ExitCode {
         Err(err) => {
             eprintln!("initkit: error: {err:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// A manifest read from disk, with the name it is reported under.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: std::path::PathBuf,
+    pub text: String,
+    pub manifest: initkit::manifest::Manifest,
+}
+
+/// Read and validate a manifest; errors name the file, then the field.
+pub fn load_manifest(path: &std::path::Path) -> anyhow::Result<Loaded> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let manifest = initkit::manifest::Manifest::from_toml(&text)
+        .with_context(|| format!("{}", path.display()))?;
+    Ok(Loaded {
+        path: path.to_owned(),
+        text,
+        manifest,
+    })
+}
+
+/// Scope as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScopeArg {
+    User,
+    System,
+}
+
+impl From<ScopeArg> for initkit::manifest::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::User => initkit::manifest::Scope::User,
+            ScopeArg::System => initkit::manifest::Scope::System,
         }
     }
 }

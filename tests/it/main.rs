@@ -1,3 +1,7 @@
 //! One integration-test binary: a module per area keeps link time down.
 
+mod escaping;
+mod generate;
+mod hostile;
+mod packaging;
 mod support;
