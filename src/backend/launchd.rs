@@ -528,7 +528,7 @@ impl<R: Runner> ServiceManager for Launchd<R> {
                 sub_state: info.state.unwrap_or_else(|| "not loaded".to_owned()),
                 result: result.to_owned(),
             },
-            socket: None,
+            sockets: Vec::new(),
             timer: None,
             main_pid: info.pid,
             n_restarts: info.runs.map(|r| r.saturating_sub(1)),

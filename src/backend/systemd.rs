@@ -97,7 +97,7 @@ fn unit_names(files: &[PathBuf]) -> Vec<String> {
 
 /// The units of a manifest: entry (socket or timer) first, then the service.
 fn units(m: &Manifest) -> Vec<String> {
-    let mut out: Vec<String> = m.socket_unit().into_iter().chain(m.timer_unit()).collect();
+    let mut out: Vec<String> = m.socket_units().into_iter().chain(m.timer_unit()).collect();
     out.push(m.service_unit());
     out
 }
@@ -383,7 +383,7 @@ impl ServiceManager for Systemd {
     fn install_steps(&self, m: &Manifest, files: &[PathBuf], start: bool) -> Vec<Step> {
         let mut steps = vec![Step::Reload, Step::Enable(unit_names(files))];
         if start {
-            steps.push(Step::Start(m.entry_unit()));
+            steps.extend(m.entry_units().into_iter().map(Step::Start));
         }
         steps
     }
@@ -399,7 +399,9 @@ impl ServiceManager for Systemd {
     /// `start` means "I want it running now": the failed state and start
     /// rate limit of the units are reset first, so it recovers a crash loop.
     fn start_steps(&self, m: &Manifest) -> Vec<Step> {
-        vec![Step::ResetFailed(units(m)), Step::Start(m.entry_unit())]
+        let mut steps = vec![Step::ResetFailed(units(m))];
+        steps.extend(m.entry_units().into_iter().map(Step::Start));
+        steps
     }
 
     /// Stops the socket or timer first, so nothing re-activates the service.
@@ -411,8 +413,8 @@ impl ServiceManager for Systemd {
     /// service restarts.
     fn restart_steps(&self, m: &Manifest) -> Vec<Step> {
         let mut steps = Vec::new();
-        if m.socket_unit().is_some() || m.timer_unit().is_some() {
-            steps.push(Step::Start(m.entry_unit()));
+        if !m.sockets.is_empty() || m.timer_unit().is_some() {
+            steps.extend(m.entry_units().into_iter().map(Step::Start));
         }
         steps.push(Step::Restart(m.service_unit()));
         steps
@@ -470,7 +472,11 @@ impl ServiceManager for Systemd {
     fn status(&self, m: &Manifest) -> Result<ServiceStatus, BackendError> {
         let service_unit = m.service_unit();
         let service = self.unit_state(&service_unit)?;
-        let socket = m.socket_unit().map(|u| self.unit_state(&u)).transpose()?;
+        let sockets = m
+            .socket_units()
+            .iter()
+            .map(|u| self.unit_state(u))
+            .collect::<Result<Vec<_>, _>>()?;
         let timer = m.timer_unit().map(|u| self.unit_state(&u)).transpose()?;
         let props = self.service_proxy(&service_unit)?;
         let unit = service_unit.as_str();
@@ -481,17 +487,15 @@ impl ServiceManager for Systemd {
             .exec_main_status()
             .map_err(e("get ExecMainStatus of"))?;
         let status_text = props.status_text().map_err(e("get StatusText of"))?;
-        let listen = match m.socket_unit() {
-            None => Vec::new(),
-            Some(unit) => self
+        let mut listen = Vec::new();
+        for unit in m.socket_units() {
+            let addresses = self
                 .socket_proxy(&unit)?
                 .listen()
-                .map_err(|err| call_err("get Listen of", &unit, err))?
-                .into_iter()
-                .map(|(_, address)| address)
-                .collect(),
-        };
-        let thrash = thrash_reason(&service, socket.as_ref());
+                .map_err(|err| call_err("get Listen of", &unit, err))?;
+            listen.extend(addresses.into_iter().map(|(_, address)| address));
+        }
+        let thrash = thrash_reason(&service, &sockets);
         let linger = match self.scope {
             Scope::User => super::linger::current_user_lingers(),
             Scope::System => None,
@@ -502,7 +506,7 @@ impl ServiceManager for Systemd {
             manager: "systemd",
             manifest: None,
             service,
-            socket,
+            sockets,
             timer,
             main_pid: (main_pid != 0).then_some(main_pid),
             n_restarts: Some(n_restarts),

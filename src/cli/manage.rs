@@ -10,25 +10,7 @@ use initkit::backend::registry::{self, Installed};
 use initkit::backend::{self, linger, Native, ServiceManager, ServiceStatus};
 use initkit::manifest::{Manifest, Scope};
 
-use super::Outcome;
-
-/// `--scope`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScopeArg {
-    /// The user's service manager (systemd --user, a LaunchAgent)
-    User,
-    /// The system's service manager (PID 1 systemd, a LaunchDaemon)
-    System,
-}
-
-impl From<ScopeArg> for Scope {
-    fn from(s: ScopeArg) -> Scope {
-        match s {
-            ScopeArg::User => Scope::User,
-            ScopeArg::System => Scope::System,
-        }
-    }
-}
+use super::{load_manifest, Outcome, ScopeArg};
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
@@ -108,22 +90,18 @@ struct InstallPlan {
 }
 
 fn read_manifest(path: &Path) -> anyhow::Result<(Manifest, String, PathBuf)> {
-    let source =
-        std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let manifest = Manifest::from_toml(&source).with_context(|| format!("{}", path.display()))?;
-    let abs = std::fs::canonicalize(path).with_context(|| format!("resolve {}", path.display()))?;
-    Ok((manifest, source, abs))
+    let loaded = load_manifest(path)?;
+    let abs = std::fs::canonicalize(&loaded.path)
+        .with_context(|| format!("resolve {}", loaded.path.display()))?;
+    Ok((loaded.manifest, loaded.text, abs))
 }
 
 fn apply_scope(manifest: &mut Manifest, scope: Option<ScopeArg>) -> anyhow::Result<Scope> {
     let scope = scope.map_or(manifest.scope, Scope::from);
-    if scope == Scope::User && (manifest.user.is_some() || manifest.group.is_some()) {
-        bail!(
-            "{}: the manifest sets user or group, which only a system service can use; install with --scope system",
-            manifest.name
-        );
-    }
-    manifest.scope = scope;
+    *manifest = manifest
+        .clone()
+        .with_scope(scope)
+        .with_context(|| format!("{} in {} scope", manifest.name, scope.as_str()))?;
     Ok(scope)
 }
 
@@ -443,10 +421,11 @@ fn status_table(statuses: &[ServiceStatus]) -> String {
                 s.name.clone(),
                 s.scope.as_str().to_owned(),
                 state(&s.service),
-                s.socket
-                    .as_ref()
-                    .or(s.timer.as_ref())
-                    .map_or_else(|| "-".to_owned(), state),
+                if s.sockets.is_empty() {
+                    s.timer.as_ref().map_or_else(|| "-".to_owned(), state)
+                } else {
+                    s.sockets.iter().map(state).collect::<Vec<_>>().join(",")
+                },
                 s.main_pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
                 s.n_restarts
                     .map_or_else(|| "-".to_owned(), |n| n.to_string()),
@@ -490,7 +469,7 @@ fn status_table(statuses: &[ServiceStatus]) -> String {
         if let Some(reason) = &s.thrash_reason {
             let _ = writeln!(out, "{}: THRASHING: {reason}", s.name);
         }
-        if !s.listen.is_empty() {
+        if !s.listen.is_empty() && s.sockets.iter().all(|u| u.active_state == "active") {
             let _ = writeln!(out, "{}: listening on {}", s.name, s.listen.join(", "));
         }
         if s.linger == Some(false) {
