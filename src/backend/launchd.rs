@@ -535,6 +535,7 @@ impl<R: Runner> ServiceManager for Launchd<R> {
             exec_main_status: exit,
             listen,
             status_text: None,
+            start_limit_hit: false,
             thrash: false,
             thrash_reason: None,
             linger: None,

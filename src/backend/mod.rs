@@ -110,6 +110,11 @@ pub struct ServiceStatus {
     pub listen: Vec<String>,
     /// What the daemon last sent with `STATUS=`.
     pub status_text: Option<String>,
+    /// The service hit its start limit: systemd refused to start it again
+    /// (`Result=start-limit-hit` on the service, or
+    /// `Result=service-start-limit-hit` on a socket that tried to activate it,
+    /// which is where systemd records it for socket-activated services).
+    pub start_limit_hit: bool,
     /// The service is crash-looping: it hit its start limit, or its socket
     /// failed (clients then get ECONNREFUSED).
     pub thrash: bool,
@@ -133,6 +138,12 @@ impl ServiceStatus {
                 .as_ref()
                 .is_some_and(|s| s.active_state == "failed")
     }
+}
+
+/// Whether the service hit its start limit, from unit results; pure.
+pub fn start_limit_hit(service: &UnitState, sockets: &[UnitState]) -> bool {
+    service.result == "start-limit-hit"
+        || sockets.iter().any(|s| s.result == "service-start-limit-hit")
 }
 
 /// Crash-loop detection from unit states; pure.

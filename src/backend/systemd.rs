@@ -86,6 +86,25 @@ pub fn unit_dir(scope: Scope, dirs: &Dirs) -> PathBuf {
     }
 }
 
+/// `$XDG_CONFIG_HOME/systemd/user` (default `~/.config/systemd/user`) from
+/// the variables `lookup` reports; needs no `XDG_RUNTIME_DIR`, so
+/// `install --dry-run` works without a session.
+pub fn user_unit_dir(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, DirsError> {
+    let abs = |k: &str| lookup(k).map(PathBuf::from).filter(|p| p.is_absolute());
+    let config = match abs("XDG_CONFIG_HOME") {
+        Some(c) => c,
+        None => abs("HOME")
+            .ok_or(DirsError {
+                variable: "HOME",
+                placeholder: "home",
+            })?
+            .join(".config"),
+    };
+    Ok(config.join("systemd/user"))
+}
+
 /// Unit names of the rendered files, in the order they were rendered.
 fn unit_names(files: &[PathBuf]) -> Vec<String> {
     files
@@ -125,9 +144,9 @@ impl Systemd {
     /// The manager of `scope` as seen from this process's environment. Does
     /// not connect yet.
     pub fn new(scope: Scope) -> Result<Systemd, DirsError> {
-        let dirs = match scope {
-            Scope::User => Dirs::current(Scope::User)?,
-            Scope::System => Dirs::system(),
+        let unit_dir = match scope {
+            Scope::User => user_unit_dir(|k| std::env::var_os(k))?,
+            Scope::System => unit_dir(Scope::System, &Dirs::system()),
         };
         let user_address = (scope == Scope::User).then(|| {
             user_bus_address(
@@ -140,7 +159,7 @@ impl Systemd {
         });
         Ok(Systemd {
             scope,
-            unit_dir: unit_dir(scope, &dirs),
+            unit_dir,
             user_address,
             connection: OnceLock::new(),
             job_timeout: Duration::from_secs(90) + JOB_MARGIN,
@@ -410,9 +429,11 @@ impl ServiceManager for Systemd {
     }
 
     /// The socket keeps listening (same inode, connections queue) while the
-    /// service restarts.
+    /// service restarts. Like `start`, an explicit restart first resets the
+    /// failed state and start rate limit: systemd counts every start, manual
+    /// ones too, so twenty quick restarts would otherwise hit the limit.
     fn restart_steps(&self, m: &Manifest) -> Vec<Step> {
-        let mut steps = Vec::new();
+        let mut steps = vec![Step::ResetFailed(units(m))];
         if !m.sockets.is_empty() || m.timer_unit().is_some() {
             steps.extend(m.entry_units().into_iter().map(Step::Start));
         }
@@ -496,6 +517,7 @@ impl ServiceManager for Systemd {
             listen.extend(addresses.into_iter().map(|(_, address)| address));
         }
         let thrash = thrash_reason(&service, &sockets);
+        let start_limit_hit = super::start_limit_hit(&service, &sockets);
         let linger = match self.scope {
             Scope::User => super::linger::current_user_lingers(),
             Scope::System => None,
@@ -513,6 +535,7 @@ impl ServiceManager for Systemd {
             exec_main_status: Some(exec_main_status),
             listen,
             status_text: (!status_text.is_empty()).then_some(status_text),
+            start_limit_hit,
             thrash: thrash.is_some(),
             thrash_reason: thrash,
             linger,
@@ -641,7 +664,10 @@ mod tests {
             sd.install_steps(&m, &files, false),
             [Step::Reload, Step::Enable(vec!["echo.service".into()])]
         );
-        assert_eq!(sd.restart_steps(&m), [Step::Restart("echo.service".into())]);
+        assert_eq!(
+            sd.restart_steps(&m),
+            [Step::ResetFailed(vec!["echo.service".into()]), Step::Restart("echo.service".into())]
+        );
         assert_eq!(
             unit_dir(Scope::System, &Dirs::system()),
             PathBuf::from("/etc/systemd/system")

@@ -3,5 +3,6 @@
 mod escaping;
 mod generate;
 mod hostile;
+mod manage;
 mod packaging;
 mod support;
