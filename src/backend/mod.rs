@@ -143,7 +143,9 @@ impl ServiceStatus {
 /// Whether the service hit its start limit, from unit results; pure.
 pub fn start_limit_hit(service: &UnitState, sockets: &[UnitState]) -> bool {
     service.result == "start-limit-hit"
-        || sockets.iter().any(|s| s.result == "service-start-limit-hit")
+        || sockets
+            .iter()
+            .any(|s| s.result == "service-start-limit-hit")
 }
 
 /// Crash-loop detection from unit states; pure.
@@ -180,7 +182,7 @@ pub enum BackendError {
         address: String,
         manager: &'static str,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A D-Bus call failed; `target` names the unit (or user) it was about.
     #[error("{call} {target}: {source}")]
@@ -188,18 +190,13 @@ pub enum BackendError {
         call: &'static str,
         target: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A job finished but left the unit in the wrong state.
-    #[error(
-        "{verb} {unit} failed: the unit is {active_state}/{sub_state} (result: {result}){hint}"
-    )]
+    #[error("{verb} {} failed: the unit is {}/{} (result: {}){hint}", state.unit, state.active_state, state.sub_state, state.result)]
     JobFailed {
         verb: &'static str,
-        unit: String,
-        active_state: String,
-        sub_state: String,
-        result: String,
+        state: Box<UnitState>,
         hint: String,
     },
     /// A job did not finish in time.
@@ -282,7 +279,7 @@ mod tests {
     fn thrash_from_start_limit_or_failed_socket() {
         let ok = state("e.service", "active", "success");
         let listening = state("e.socket", "active", "success");
-        assert_eq!(thrash_reason(&ok, &[listening.clone()]), None);
+        assert_eq!(thrash_reason(&ok, std::slice::from_ref(&listening)), None);
         assert_eq!(thrash_reason(&ok, &[]), None);
         let hit = state("e.service", "failed", "start-limit-hit");
         assert!(thrash_reason(&hit, &[])

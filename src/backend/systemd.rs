@@ -167,6 +167,7 @@ impl Systemd {
     }
 
     /// Wait at most the manifest's start/stop timeout (plus a margin) for jobs.
+    #[must_use]
     pub fn with_timeouts_of(mut self, m: &Manifest) -> Systemd {
         let secs = m.start_timeout.max(m.stop_timeout).unwrap_or(90);
         self.job_timeout = Duration::from_secs(u64::from(secs)) + JOB_MARGIN;
@@ -182,7 +183,7 @@ impl Systemd {
                 bus: "system",
                 address: "unix:path=/run/dbus/system_bus_socket".into(),
                 manager: "system manager (PID 1 systemd)",
-                source,
+                source: Box::new(source),
             })?,
             Some(Err(_)) => return Err(BackendError::NoUserBus),
             Some(Ok(address)) => zbus::blocking::connection::Builder::address(address.as_str())
@@ -191,7 +192,7 @@ impl Systemd {
                     bus: "user",
                     address: address.clone(),
                     manager: "systemd user manager",
-                    source,
+                    source: Box::new(source),
                 })?,
         };
         Ok(self.connection.get_or_init(|| connection))
@@ -199,11 +200,8 @@ impl Systemd {
 
     fn manager(&self) -> Result<ManagerProxy<'_>, BackendError> {
         let conn = self.connection()?;
-        ManagerProxy::new(conn).map_err(|source| BackendError::Call {
-            call: "connect to",
-            target: "org.freedesktop.systemd1".into(),
-            source,
-        })
+        ManagerProxy::new(conn)
+            .map_err(|source| call_err("connect to", "org.freedesktop.systemd1", source))
     }
 
     /// Load a unit (from disk if needed) and return its object path.
@@ -240,17 +238,18 @@ impl Systemd {
     fn unit_result(&self, unit: &str, path: &OwnedObjectPath) -> Result<String, BackendError> {
         let conn = self.connection()?;
         let err = |e| call_err("get Result of", unit, e);
-        let r = if unit.ends_with(".service") {
+        let kind = unit.rsplit_once('.').map(|(_, kind)| kind);
+        let r = if kind == Some("service") {
             ServiceProxy::builder(conn)
                 .path(path.clone())
                 .and_then(zbus::blocking::proxy::Builder::build)
                 .and_then(|p| p.result())
-        } else if unit.ends_with(".socket") {
+        } else if kind == Some("socket") {
             SocketProxy::builder(conn)
                 .path(path.clone())
                 .and_then(zbus::blocking::proxy::Builder::build)
                 .and_then(|p| p.result())
-        } else if unit.ends_with(".timer") {
+        } else if kind == Some("timer") {
             TimerProxy::builder(conn)
                 .path(path.clone())
                 .and_then(zbus::blocking::proxy::Builder::build)
@@ -346,9 +345,10 @@ impl Systemd {
             return Ok(());
         }
         let hint = match state.result.as_str() {
-            "start-limit-hit" | "service-start-limit-hit" => format!(
+            "start-limit-hit" | "service-start-limit-hit" => {
                 "; it crashed too often: fix the daemon, then `initkit start` resets the limit"
-            ),
+                    .to_owned()
+            }
             _ if verb != "stop" => format!(
                 "; see `initkit logs {}`",
                 unit.rsplit_once('.').map_or(unit, |(base, _)| base)
@@ -357,10 +357,7 @@ impl Systemd {
         };
         Err(BackendError::JobFailed {
             verb,
-            unit: unit.to_owned(),
-            active_state: state.active_state,
-            sub_state: state.sub_state,
-            result: state.result,
+            state: Box::new(state),
             hint,
         })
     }
@@ -370,7 +367,7 @@ fn call_err(call: &'static str, target: &str, source: zbus::Error) -> BackendErr
     BackendError::Call {
         call,
         target: target.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -634,7 +631,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            sd.restart_steps(&m),
+            sd.restart_steps(&m)[1..],
             [
                 Step::Start("echo.socket".into()),
                 Step::Restart("echo.service".into())
@@ -666,7 +663,10 @@ mod tests {
         );
         assert_eq!(
             sd.restart_steps(&m),
-            [Step::ResetFailed(vec!["echo.service".into()]), Step::Restart("echo.service".into())]
+            [
+                Step::ResetFailed(vec!["echo.service".into()]),
+                Step::Restart("echo.service".into())
+            ]
         );
         assert_eq!(
             unit_dir(Scope::System, &Dirs::system()),

@@ -12,6 +12,8 @@ use initkit::manifest::{Manifest, Scope};
 
 use super::{load_manifest, Outcome, ScopeArg};
 
+// clap flags: each bool is one independent switch.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
     /// The service manifest (TOML)

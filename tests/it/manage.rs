@@ -182,7 +182,10 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
     let out = svc.install();
     ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("start {}", svc.unit("socket"))), "each step is printed: {stdout}");
+    assert!(
+        stdout.contains(&format!("start {}", svc.unit("socket"))),
+        "each step is printed: {stdout}"
+    );
 
     // the socket listens, the service waits for its first client
     assert_eq!(svc.prop("socket", "ActiveState"), "active");
@@ -198,7 +201,9 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
     assert_eq!(svc.prop("service", "MainPID"), pid.to_string());
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(
-        cgroup.lines().any(|l| l.ends_with(&format!("/{}", svc.unit("service")))),
+        cgroup
+            .lines()
+            .any(|l| l.ends_with(&format!("/{}", svc.unit("service")))),
         "pid {pid} lives in the unit's cgroup: {cgroup}"
     );
 
@@ -220,12 +225,18 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
     assert!(status["orphans"].is_null(), "orphans: null = not checked");
     assert_eq!(
         status["manifest"],
-        std::fs::canonicalize(svc.manifest()).unwrap().display().to_string()
+        std::fs::canonicalize(svc.manifest())
+            .unwrap()
+            .display()
+            .to_string()
     );
 
     // the human table names it too
     let table = ok(&svc.ik(&["status"])).stdout.clone();
-    assert!(String::from_utf8_lossy(&table).contains(&svc.name), "status without NAME lists it");
+    assert!(
+        String::from_utf8_lossy(&table).contains(&svc.name),
+        "status without NAME lists it"
+    );
 
     // restart: a new main pid, same socket
     let inode = std::fs::metadata(&svc.socket).unwrap().ino();
@@ -246,21 +257,30 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
     ok(&out);
     assert_eq!(svc.files_in_unit_dir(), Vec::<String>::new());
     for kind in ["socket", "service"] {
-        assert_eq!(svc.prop(kind, "LoadState"), "not-found", "{kind} unit is gone");
+        assert_eq!(
+            svc.prop(kind, "LoadState"),
+            "not-found",
+            "{kind} unit is gone"
+        );
     }
     assert!(!registry_record(&svc.name).exists());
     let again = svc.ik(&["uninstall", &svc.name]);
-    assert_eq!(again.status.code(), Some(2), "uninstalling twice is refused: {}", text(&again));
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "uninstalling twice is refused: {}",
+        text(&again)
+    );
 }
 
 #[test]
 fn cold_start_herd_gets_one_daemon() {
+    const CLIENTS: usize = 100;
     let Some(mgr) = user_manager() else { return };
     let svc = Service::echo(&mgr, "herd");
     ok(&svc.install());
     assert_eq!(svc.prop("service", "ActiveState"), "inactive");
 
-    const CLIENTS: usize = 100;
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let handles: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -284,17 +304,28 @@ fn cold_start_herd_gets_one_daemon() {
     let mut slowest_connect = Duration::ZERO;
     for h in handles {
         let (line, connected_after) = h.join().unwrap().expect("every client gets a reply");
-        let pid: u32 = line.trim().strip_prefix("pong ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("reply {line:?}"));
+        let pid: u32 = line
+            .trim()
+            .strip_prefix("pong ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("reply {line:?}"));
         pids.insert(pid);
         slowest_connect = slowest_connect.max(connected_after);
     }
     // connect() on a listening socket returns once queued in the backlog,
     // before any daemon runs: all 100 arrive together at the inactive socket.
-    assert!(slowest_connect < Duration::from_secs(2), "clients connected within {slowest_connect:?}");
+    assert!(
+        slowest_connect < Duration::from_secs(2),
+        "clients connected within {slowest_connect:?}"
+    );
     assert_eq!(pids.len(), 1, "exactly one daemon answered: {pids:?}");
     let pid = *pids.iter().next().unwrap();
     assert_eq!(svc.prop("service", "MainPID"), pid.to_string());
-    assert_eq!(svc.prop("service", "NRestarts"), "0", "one start, no restarts");
+    assert_eq!(
+        svc.prop("service", "NRestarts"),
+        "0",
+        "one start, no restarts"
+    );
 }
 
 #[test]
@@ -310,7 +341,8 @@ fn restart_under_load_refuses_no_connection() {
     let resets = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..50)
         .map(|_| {
-            let (stop, replies, resets) = (Arc::clone(&stop), Arc::clone(&replies), Arc::clone(&resets));
+            let (stop, replies, resets) =
+                (Arc::clone(&stop), Arc::clone(&replies), Arc::clone(&resets));
             let path = svc.socket.clone();
             std::thread::spawn(move || {
                 let mut refused = Vec::new();
@@ -322,7 +354,14 @@ fn restart_under_load_refuses_no_connection() {
                             replies.fetch_add(1, Ordering::Relaxed);
                         }
                         // refused or missing: the socket was not there for a client
-                        Err(e) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => refused.push(e.to_string()),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::ConnectionRefused | ErrorKind::NotFound
+                            ) =>
+                        {
+                            refused.push(e.to_string())
+                        }
                         // an accepted connection cut by the stopping daemon
                         Err(_) => {
                             resets.fetch_add(1, Ordering::Relaxed);
@@ -345,9 +384,22 @@ fn restart_under_load_refuses_no_connection() {
         refused.extend(r);
         pids.extend(p);
     }
-    assert!(refused.is_empty(), "{} connections refused, e.g. {:?}", refused.len(), refused.first());
-    assert_eq!(std::fs::metadata(&svc.socket).unwrap().ino(), inode, "the socket file was never replaced");
-    assert!(pids.len() >= 10, "the clients saw the restarts: {} daemons answered", pids.len());
+    assert!(
+        refused.is_empty(),
+        "{} connections refused, e.g. {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert_eq!(
+        std::fs::metadata(&svc.socket).unwrap().ino(),
+        inode,
+        "the socket file was never replaced"
+    );
+    assert!(
+        pids.len() >= 10,
+        "the clients saw the restarts: {} daemons answered",
+        pids.len()
+    );
     eprintln!(
         "restart under load: {} replies, {} reset connections, {} daemons",
         replies.load(Ordering::Relaxed),
@@ -390,21 +442,41 @@ fn crash_loop_is_reported_and_start_recovers() {
     assert_eq!(status["service"]["active_state"], "failed");
     assert_eq!(status["sockets"][0]["active_state"], "failed");
     assert_eq!(status["sockets"][0]["result"], "service-start-limit-hit");
-    assert!(status["n_restarts"].as_u64().unwrap() >= 2, "it was restarted: {status:#}");
+    assert!(
+        status["n_restarts"].as_u64().unwrap() >= 2,
+        "it was restarted: {status:#}"
+    );
     assert_eq!(status["thrash"], true);
-    assert!(status["thrash_reason"].as_str().unwrap().contains("start-limit-hit"));
+    assert!(status["thrash_reason"]
+        .as_str()
+        .unwrap()
+        .contains("start-limit-hit"));
     assert_eq!(status["exec_main_status"], 1);
     let table = svc.ik(&["status", &svc.name]);
-    assert!(String::from_utf8_lossy(&table.stdout).contains("THRASHING"), "{}", text(&table));
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("THRASHING"),
+        "{}",
+        text(&table)
+    );
     // the socket is closed: clients are refused
     let err = ping(&svc.socket).unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound), "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::NotFound
+        ),
+        "{err}"
+    );
 
     // fixed daemon: `start` resets the failed state and the limit itself
     std::fs::remove_file(flag.path()).unwrap();
     let out = svc.ik(&["start", &svc.name]);
     ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("reset-failed"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reset-failed"),
+        "{}",
+        text(&out)
+    );
     let pid = ping(&svc.socket).expect("recovered");
     assert_eq!(svc.prop("service", "MainPID"), pid.to_string());
     let (code, status) = svc.status_json();
@@ -418,7 +490,10 @@ fn start_reports_the_failure_with_the_unit_and_result() {
     let svc = Service::new(
         &mgr,
         "nostart",
-        &[echo_daemon().display().to_string(), "--fail-on-start".into()],
+        &[
+            echo_daemon().display().to_string(),
+            "--fail-on-start".into(),
+        ],
         "",
     );
     ok(&svc.install());
@@ -426,8 +501,14 @@ fn start_reports_the_failure_with_the_unit_and_result() {
     let out = svc.ik(&["restart", &svc.name]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("restart {} failed", svc.unit("service"))), "{stderr}");
-    assert!(stderr.contains("exit-code"), "the unit's Result is named: {stderr}");
+    assert!(
+        stderr.contains(&format!("restart {} failed", svc.unit("service"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("exit-code"),
+        "the unit's Result is named: {stderr}"
+    );
 }
 
 #[test]
@@ -441,9 +522,21 @@ fn install_refuses_to_overwrite_a_hand_written_unit() {
 
     let out = svc.install();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("was not generated by initkit"), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(&hand).unwrap(), mine, "left untouched");
-    assert_eq!(svc.files_in_unit_dir(), [svc.unit("service")], "nothing else written");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was not generated by initkit"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&hand).unwrap(),
+        mine,
+        "left untouched"
+    );
+    assert_eq!(
+        svc.files_in_unit_dir(),
+        [svc.unit("service")],
+        "nothing else written"
+    );
     assert!(!registry_record(&svc.name).exists());
 
     // and it was not installed, so uninstall refuses to delete it
@@ -453,7 +546,9 @@ fn install_refuses_to_overwrite_a_hand_written_unit() {
 
     // --force replaces it (and the guard uninstalls it)
     ok(&svc.ik(&["install", "--force", svc.manifest().to_str().unwrap()]));
-    assert!(initkit::render::is_generated(&std::fs::read_to_string(&hand).unwrap()));
+    assert!(initkit::render::is_generated(
+        &std::fs::read_to_string(&hand).unwrap()
+    ));
 }
 
 #[test]
@@ -467,7 +562,10 @@ fn linger_without_logind_fails_clearly_and_writes_nothing() {
     let out = svc.ik(&["install", "--linger", svc.manifest().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot enable linger") && stderr.contains("logind"), "{stderr}");
+    assert!(
+        stderr.contains("cannot enable linger") && stderr.contains("logind"),
+        "{stderr}"
+    );
     assert!(svc.files_in_unit_dir().is_empty());
     assert!(!registry_record(&svc.name).exists());
 }
