@@ -7,7 +7,9 @@
 //! - [`launchd::Launchd`]: runs `launchctl` with modern verbs only through one
 //!   command runner; argv building and `launchctl print` parsing are pure.
 //!
-//! [`Native`] is the one cfg seam: launchd on macOS, systemd elsewhere.
+//! [`Native`] is the one cfg seam: launchd on macOS, systemd elsewhere. Both
+//! backends compile everywhere; `--cfg initkit_check_macos` selects launchd
+//! on Linux so the CLI's use of it type-checks there.
 //! File writing, the safe-overwrite rule and the [`registry`] of what initkit
 //! installed are shared, so both managers behave the same.
 //!
@@ -31,20 +33,20 @@ pub mod registry;
 pub mod runner;
 pub mod systemd;
 
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", initkit_check_macos)))]
 pub use systemd::Systemd as Native;
 
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", initkit_check_macos))]
 pub use launchd::Launchd as Native;
 
 /// The native service manager of `scope` (not connected yet).
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", initkit_check_macos)))]
 pub fn native(scope: Scope) -> Result<Native, crate::dirs::DirsError> {
     systemd::Systemd::new(scope)
 }
 
 /// The native service manager of `scope`.
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", initkit_check_macos))]
 pub fn native(scope: Scope) -> Result<Native, crate::dirs::DirsError> {
     Ok(launchd::Launchd::new(scope))
 }
@@ -225,6 +227,15 @@ pub trait ServiceManager {
 
     /// `systemd` or `launchd`.
     fn kind(&self) -> &'static str;
+
+    /// Adopt the manifest's start/stop timeouts for waiting on jobs.
+    #[must_use]
+    fn with_timeouts_of(self, _manifest: &Manifest) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 
     fn scope(&self) -> Scope;
 

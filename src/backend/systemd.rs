@@ -166,12 +166,18 @@ impl Systemd {
         })
     }
 
-    /// Wait at most the manifest's start/stop timeout (plus a margin) for jobs.
-    #[must_use]
-    pub fn with_timeouts_of(mut self, m: &Manifest) -> Systemd {
-        let secs = m.start_timeout.max(m.stop_timeout).unwrap_or(90);
-        self.job_timeout = Duration::from_secs(u64::from(secs)) + JOB_MARGIN;
-        self
+    /// The user manager on the bus at `address` (e.g.
+    /// `unix:path=/run/user/1000/bus`), with units in `unit_dir`; for callers
+    /// that know where the manager is without reading this process's
+    /// environment.
+    pub fn user_at(address: String, unit_dir: PathBuf) -> Systemd {
+        Systemd {
+            scope: Scope::User,
+            unit_dir,
+            user_address: Some(Ok(address)),
+            connection: OnceLock::new(),
+            job_timeout: Duration::from_secs(90) + JOB_MARGIN,
+        }
     }
 
     fn connection(&self) -> Result<&Connection, BackendError> {
@@ -382,6 +388,14 @@ impl ServiceManager for Systemd {
 
     fn kind(&self) -> &'static str {
         "systemd"
+    }
+
+    /// Wait at most the manifest's start/stop timeout (default 90 s) plus
+    /// 30 s for a job.
+    fn with_timeouts_of(mut self, m: &Manifest) -> Systemd {
+        let secs = m.start_timeout.max(m.stop_timeout).unwrap_or(90).max(90);
+        self.job_timeout = Duration::from_secs(u64::from(secs)) + JOB_MARGIN;
+        self
     }
 
     fn scope(&self) -> Scope {

@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use initkit::backend::systemd::Systemd;
+
 use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserManager};
 
 /// The example daemon built next to the initkit binary.
@@ -207,6 +209,21 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
         "pid {pid} lives in the unit's cgroup: {cgroup}"
     );
 
+    // what the orphan classifier gets from the manager
+    let systemd = Systemd::user_at(
+        format!("unix:path={}", mgr.runtime_dir.join("bus").display()),
+        unit_dir(),
+    );
+    let view = systemd.unit_view(&svc.unit("service")).unwrap();
+    assert_eq!(view.main_pid, Some(pid));
+    assert_eq!(view.pids, [pid], "the daemon is the unit's only process");
+    assert!(
+        view.control_group
+            .as_deref()
+            .is_some_and(|cg| cg.ends_with(&format!("/{}", svc.unit("service")))),
+        "{view:?}"
+    );
+
     let (code, status) = svc.status_json();
     assert_eq!(code, Some(0));
     assert_eq!(status["name"], svc.name.as_str());
@@ -251,6 +268,12 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
     assert_eq!(svc.prop("socket", "ActiveState"), "inactive");
     assert_eq!(svc.prop("service", "ActiveState"), "inactive");
     assert!(ping(&svc.socket).is_err());
+    let view = systemd.unit_view(&svc.unit("service")).unwrap();
+    assert_eq!(
+        view,
+        initkit::backend::ManagerView::default(),
+        "stopped: nothing tracked"
+    );
 
     // uninstall: no file, no loaded unit, no record
     let out = svc.ik(&["uninstall", &svc.name]);
@@ -640,4 +663,45 @@ fn system_scope_dry_run_writes_nothing_and_verifies() {
         "systemd-analyze verify: {}",
         text(&verify)
     );
+}
+
+#[test]
+fn missing_bus_or_runtime_dir_is_actionable() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("nobus.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"ikt-nobus\"\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let manifest = manifest.to_str().unwrap();
+
+    // sudo/ssh without a session: neither variable set
+    let out = run(initkit()
+        .args(["start", manifest])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot find the user bus") && stderr.contains("XDG_RUNTIME_DIR"),
+        "{stderr}"
+    );
+
+    // a runtime dir without a bus: the address and what to do are named
+    let out = run(initkit()
+        .args(["status", manifest])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let bus = dir.path().join("bus");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to the user bus at unix:path={}",
+            bus.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("systemd --user"), "{stderr}");
 }
