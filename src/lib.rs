@@ -28,4 +28,8 @@ pub mod fsutil;
 #[cfg(feature = "tools")]
 pub mod manifest;
 #[cfg(feature = "tools")]
+pub mod orphan;
+#[cfg(feature = "tools")]
 pub mod render;
+#[cfg(feature = "tools")]
+pub mod scan;

@@ -4,5 +4,6 @@ mod escaping;
 mod generate;
 mod hostile;
 mod manage;
+mod orphans;
 mod packaging;
 mod support;

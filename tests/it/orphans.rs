@@ -1,0 +1,718 @@
+//! `initkit orphans` against real processes, each test replaying an incident:
+//! hand-started copies next to a socket-activated unit (real systemd user
+//! manager), a socket path stolen by systemd, an unlinked lock file, another
+//! user's copy, a recycled pid and a stopped copy. The pure classifier is
+//! also run over fixture `/proc` trees captured from real processes.
+//!
+//! Daemons are small python3 programs under a per-test directory, so the
+//! argv prefix `[/usr/bin/python3, <dir>/daemon.py]` is unique to the test.
+//! Tests kill only the processes they started, by pid.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use initkit::orphan::{self, Reason, Skipped, Tracked};
+use initkit::scan::{FileId, Interest};
+use serde_json::Value;
+
+use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserManager};
+
+/// A daemon: optional `--lock PATH` (flock, held), `--listen PATH` (unlink,
+/// bind, listen), or the socket systemd passes; `--pidfile PATH` is written
+/// once ready. Answers `ping` with `pong <pid>`.
+const DAEMON: &str = r#"
+import fcntl, os, socket, sys, time
+args = sys.argv[2:]
+opts = dict(zip(args[0::2], args[1::2]))
+keep = []
+if '--lock' in opts:
+    f = open(opts['--lock'], 'a')
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    keep.append(f)
+listener = None
+if '--listen' in opts:
+    try:
+        os.unlink(opts['--listen'])
+    except FileNotFoundError:
+        pass
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(opts['--listen'])
+    listener.listen(16)
+elif os.environ.get('LISTEN_PID') == str(os.getpid()):
+    listener = socket.socket(fileno=3)
+if '--pidfile' in opts:
+    with open(opts['--pidfile'] + '.tmp', 'w') as f:
+        f.write(str(os.getpid()))
+    os.rename(opts['--pidfile'] + '.tmp', opts['--pidfile'])
+if listener is None:
+    while True:
+        time.sleep(3600)
+while True:
+    c, _ = listener.accept()
+    try:
+        for line in c.makefile():
+            if line.strip() == 'ping':
+                c.sendall(('pong %d\n' % os.getpid()).encode())
+    except Exception:
+        pass
+    c.close()
+"#;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// One test's world: a directory with the daemon and its manifest.
+struct Case {
+    dir: tempfile::TempDir,
+    name: String,
+    script: PathBuf,
+    spawned: u32,
+}
+
+impl Case {
+    fn new() -> Case {
+        let dir = tempfile::Builder::new()
+            .prefix("ikt-orphans-")
+            .tempdir()
+            .unwrap();
+        // Readable by the foreign-uid test's user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = dir.path().join("daemon.py");
+        std::fs::write(&script, DAEMON).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Case {
+            dir,
+            name: unique_name("orphans"),
+            script,
+            spawned: 0,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write the manifest; `extra` is appended (e.g. a `[[socket]]`).
+    fn manifest(&self, orphans_extra: &str, extra: &str) -> PathBuf {
+        let path = self.path("manifest.toml");
+        let text = format!(
+            "name = {name:?}\ncommand = [{PYTHON:?}, {script:?}, \"serve\"]\n{extra}\n\
+             [orphans]\nmatch = [{PYTHON:?}, {script:?}]\n{orphans_extra}\n",
+            name = self.name,
+            script = self.script.display().to_string(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Start a copy by hand: `setsid -f` forks, so it is re-parented to
+    /// init. `wrap` goes before python (e.g. setpriv).
+    fn spawn_orphan(&mut self, wrap: &[&str], opts: &[&str]) -> Spawned {
+        self.spawned += 1;
+        let pub_dir = self.path("pub");
+        std::fs::create_dir_all(&pub_dir).unwrap();
+        std::fs::set_permissions(&pub_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let pidfile = pub_dir.join(format!("pid-{}", self.spawned));
+        let status = Command::new("setsid")
+            .arg("-f")
+            .args(wrap)
+            .arg(PYTHON)
+            .arg(&self.script)
+            .arg("serve")
+            .args(opts)
+            .arg("--pidfile")
+            .arg(&pidfile)
+            .status()
+            .unwrap();
+        assert!(status.success(), "setsid -f failed: {status}");
+        assert!(
+            wait_until(10.0, || pidfile.exists()),
+            "the hand-started daemon did not write {}",
+            pidfile.display()
+        );
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Spawned::new(pid, &self.script)
+    }
+
+    fn orphans(&self, args: &[&str]) -> Output {
+        let manifest = self.path("manifest.toml");
+        let uid = nix::unistd::getuid();
+        run(initkit()
+            .arg("orphans")
+            .arg(&manifest)
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", format!("/run/user/{uid}")))
+    }
+
+    /// `initkit orphans --json`, parsed, with the exit code.
+    fn orphans_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.orphans(&all);
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            code != 2,
+            "initkit orphans failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (code, json)
+    }
+}
+
+/// A process this test started, killed by pid on drop if it still is the
+/// same process (its cmdline names this test's script).
+struct Spawned {
+    pid: u32,
+    start: u64,
+    marker: PathBuf,
+}
+
+impl Spawned {
+    fn new(pid: u32, marker: &Path) -> Spawned {
+        let start = start_ticks(pid).expect("spawned process is running");
+        Spawned {
+            pid,
+            start,
+            marker: marker.to_owned(),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        alive(self.pid, self.start)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid)).unwrap_or_default();
+        let marker = self.marker.as_os_str().as_encoded_bytes();
+        if self.alive() && cmdline.windows(marker.len()).any(|w| w == marker) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(self.pid).unwrap()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn stat_fields(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some((fields[0].chars().next()?, fields[19].parse().ok()?))
+}
+
+fn start_ticks(pid: u32) -> Option<u64> {
+    stat_fields(pid).map(|f| f.1)
+}
+
+/// The process started at `start` still runs (a zombie does not count).
+fn alive(pid: u32, start: u64) -> bool {
+    matches!(stat_fields(pid), Some((state, s)) if s == start && state != 'Z' && state != 'X')
+}
+
+fn findings_for(json: &Value, pid: u32) -> Vec<String> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["pid"] == pid)
+        .flat_map(|f| f["reasons"].as_array().unwrap().clone())
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn finding_pids(list: &Value) -> Vec<u64> {
+    list.as_array()
+        .map(|a| a.iter().map(|f| f["pid"].as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+/// A hand-written socket + service unit pair in the user manager's runtime
+/// unit directory, removed on drop.
+struct Units {
+    manager: UserManager,
+    name: String,
+    files: Vec<PathBuf>,
+}
+
+impl Units {
+    fn install(manager: &UserManager, case: &Case, socket: &Path) -> Units {
+        let dir = manager.runtime_dir.join("systemd/user");
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket_unit = dir.join(format!("{}.socket", case.name));
+        let service_unit = dir.join(format!("{}.service", case.name));
+        std::fs::write(
+            &socket_unit,
+            format!("[Socket]\nListenStream={}\n", socket.display()),
+        )
+        .unwrap();
+        std::fs::write(
+            &service_unit,
+            format!(
+                "[Service]\nExecStart={PYTHON} {} serve\n",
+                case.script.display()
+            ),
+        )
+        .unwrap();
+        let units = Units {
+            manager: manager.clone(),
+            name: case.name.clone(),
+            files: vec![socket_unit, service_unit],
+        };
+        let out = run(manager.systemctl().arg("daemon-reload"));
+        assert!(out.status.success(), "daemon-reload: {out:?}");
+        units
+    }
+
+    fn start_socket(&self) {
+        let out = run(self
+            .manager
+            .systemctl()
+            .args(["start", &format!("{}.socket", self.name)]));
+        assert!(
+            out.status.success(),
+            "start socket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn main_pid(&self) -> u32 {
+        self.manager
+            .prop(&format!("{}.service", self.name), "MainPID")
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Units {
+    fn drop(&mut self) {
+        let _ = run(self.manager.systemctl().args([
+            "stop",
+            &format!("{}.socket", self.name),
+            &format!("{}.service", self.name),
+        ]));
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = run(self.manager.systemctl().arg("daemon-reload"));
+    }
+}
+
+fn ping(path: &Path) -> u32 {
+    let mut stream = UnixStream::connect(path).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"ping\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim()
+        .strip_prefix("pong ")
+        .unwrap_or_else(|| panic!("unexpected answer {line:?}"))
+        .parse()
+        .unwrap()
+}
+
+/// Incident: with the socket-activated service running, someone starts a
+/// copy by hand (setsid, double fork). It is invisible to `stop`.
+#[test]
+fn hand_started_copy_is_reported_and_killed_while_the_unit_survives() {
+    let Some(manager) = user_manager() else {
+        return;
+    };
+    let mut case = Case::new();
+    let socket = case.path("echo.sock");
+    case.manifest(
+        "",
+        &format!("[[socket]]\nlisten = \"unix:{}\"\n", socket.display()),
+    );
+    let units = Units::install(&manager, &case, &socket);
+    units.start_socket();
+    let main = ping(&socket);
+    assert_eq!(units.main_pid(), main, "the unit's MainPID answered");
+
+    let copy = case.spawn_orphan(&[], &[]);
+    assert_eq!(
+        stat_ppid(copy.pid),
+        1,
+        "setsid -f re-parents the copy to init"
+    );
+
+    let (code, json) = case.orphans_json(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    let reasons = findings_for(&json, copy.pid);
+    assert!(reasons.contains(&"reparented".to_owned()), "{json:#}");
+    assert!(
+        findings_for(&json, main).is_empty(),
+        "the unit's MainPID is tracked: {json:#}"
+    );
+
+    let (code, json) = case.orphans_json(&["--kill", "--grace", "5"]);
+    assert_eq!(code, 0, "nothing remains after --kill: {json:#}");
+    assert!(!copy.alive(), "the copy is gone");
+    assert_eq!(units.main_pid(), main, "the unit's MainPID survived");
+    assert_eq!(ping(&socket), main, "the unit still answers");
+    assert_eq!(finding_pids(&json["remaining"]), Vec::<u64>::new());
+
+    let out = case.orphans(&[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no orphans"));
+}
+
+fn stat_ppid(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Incident: a daemon started by hand listens on P; then the socket unit
+/// starts and systemd unlinks P and binds again. The first daemon runs on,
+/// unreachable.
+#[test]
+fn path_stolen_by_the_socket_unit_leaves_a_stale_listener() {
+    let Some(manager) = user_manager() else {
+        return;
+    };
+    let mut case = Case::new();
+    let socket = case.path("echo.sock");
+    case.manifest(
+        "",
+        &format!("[[socket]]\nlisten = \"unix:{}\"\n", socket.display()),
+    );
+    let early = case.spawn_orphan(&[], &["--listen", socket.to_str().unwrap()]);
+    assert_eq!(ping(&socket), early.pid, "the hand-started daemon owns P");
+    let before = FileId::of_path(&socket).unwrap();
+
+    let units = Units::install(&manager, &case, &socket);
+    units.start_socket();
+    let after = FileId::of_path(&socket).unwrap();
+    assert_ne!(before, after, "systemd re-bound P as a new inode");
+    assert!(early.alive(), "the hand-started daemon runs on");
+
+    let (code, json) = case.orphans_json(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    let reasons = findings_for(&json, early.pid);
+    assert!(reasons.contains(&"stale-listener".to_owned()), "{json:#}");
+    // The connection now reaches systemd's socket, which starts the unit.
+    let main = ping(&socket);
+    assert_ne!(main, early.pid);
+    let (_, json) = case.orphans_json(&[]);
+    assert!(
+        findings_for(&json, main).is_empty(),
+        "the activated service is tracked: {json:#}"
+    );
+    drop(units);
+}
+
+/// Incident: `rm -rf` of the state dir while the daemon runs; the next
+/// starter locks a fresh file. The old daemon keeps its lock on an inode no
+/// path reaches.
+#[test]
+fn lock_on_an_unlinked_file_is_a_stale_lock() {
+    let mut case = Case::new();
+    let lock = case.path("state/app.lock");
+    case.manifest(&format!("lock = {:?}\n", lock.display().to_string()), "");
+    std::fs::create_dir_all(case.path("state")).unwrap();
+    let old = case.spawn_orphan(&[], &["--lock", lock.to_str().unwrap()]);
+    std::fs::remove_dir_all(case.path("state")).unwrap();
+    std::fs::create_dir_all(case.path("state")).unwrap();
+    let new = case.spawn_orphan(&[], &["--lock", lock.to_str().unwrap()]);
+
+    let (code, json) = case.orphans_json(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    let reasons = findings_for(&json, old.pid);
+    assert!(reasons.contains(&"stale-lock".to_owned()), "{json:#}");
+    assert!(
+        findings_for(&json, new.pid).is_empty(),
+        "off-init, the live lock's holder is the instance: {json:#}"
+    );
+}
+
+const TEST_USER: &str = "ikt-orphans";
+
+/// The test user, created once (idempotent: an existing user is reused).
+fn test_user() -> (u32, u32) {
+    let exists = |out: &Output| out.status.success();
+    if !exists(&run(Command::new("id").args(["-u", TEST_USER]))) {
+        let out = run(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            TEST_USER,
+        ]));
+        // A concurrent run may have created it meanwhile.
+        assert!(
+            out.status.success() || exists(&run(Command::new("id").args(["-u", TEST_USER]))),
+            "useradd {TEST_USER}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let user = nix::unistd::User::from_name(TEST_USER).unwrap().unwrap();
+    (user.uid.as_raw(), user.gid.as_raw())
+}
+
+/// Another user's copy with the same argv is listed, never touched.
+#[test]
+fn another_users_copy_is_listed_and_survives_kill() {
+    let (uid, gid) = test_user();
+    let mut case = Case::new();
+    case.manifest("", "");
+    let reuid = format!("--reuid={uid}");
+    let regid = format!("--regid={gid}");
+    let foreign = case.spawn_orphan(&["setpriv", &reuid, &regid, "--clear-groups"], &[]);
+
+    let (code, json) = case.orphans_json(&[]);
+    assert_eq!(code, 1, "{json:#}");
+    assert!(
+        findings_for(&json, foreign.pid).contains(&"foreign-uid".to_owned()),
+        "{json:#}"
+    );
+
+    let (code, json) = case.orphans_json(&["--kill", "--grace", "1"]);
+    assert_eq!(code, 1, "another user's process remains: {json:#}");
+    assert!(foreign.alive(), "another user's process is never signalled");
+    let skipped = json["kill"]["skipped"].as_array().unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s[0] == foreign.pid && s[1]["why"] == "foreign-uid"),
+        "{json:#}"
+    );
+    assert_eq!(
+        finding_pids(&json["remaining"]),
+        vec![u64::from(foreign.pid)]
+    );
+}
+
+/// Incident: between the scan and the signal the orphan exits and its pid
+/// goes to an unrelated process. The unrelated process must not be hit.
+#[test]
+fn a_recycled_pid_is_never_signalled() {
+    let mut case = Case::new();
+    let manifest_path = case.manifest("", "");
+    let manifest =
+        initkit::manifest::Manifest::from_toml(&std::fs::read_to_string(&manifest_path).unwrap())
+            .unwrap();
+    let dirs = initkit::dirs::Dirs::system();
+    let off_init = Tracked {
+        guard: true,
+        ..Tracked::default()
+    };
+
+    // 1. Deterministic: the snapshot saw pid X start at S; now X is an
+    //    unrelated process started later.
+    let orphan = case.spawn_orphan(&[], &[]);
+    let mut unrelated = Command::new("sleep").arg("300").spawn().unwrap();
+    let findings = orphan::find(&manifest, &dirs, &off_init).unwrap();
+    let mut stale = findings
+        .iter()
+        .find(|f| f.pid == orphan.pid)
+        .expect("the orphan is found")
+        .clone();
+    stale.pid = unrelated.id();
+    let report = orphan::kill(&[stale], Duration::from_secs(1)).unwrap();
+    assert!(
+        matches!(report.skipped.as_slice(), [(pid, Skipped::Recycled { .. })] if *pid == unrelated.id()),
+        "{report:?}"
+    );
+    assert!(
+        unrelated.try_wait().unwrap().is_none(),
+        "the unrelated process was not signalled"
+    );
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+
+    // 2. Real reuse: in the window between snapshot and signal, the orphan
+    //    (our child, so we reap it) dies and its pid is handed to a new
+    //    process through ns_last_pid.
+    let mut child = Command::new(PYTHON)
+        .arg(&case.script)
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let child_pid = child.id();
+    assert!(wait_until(10.0, || {
+        std::fs::read(format!("/proc/{child_pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with(PYTHON.as_bytes()))
+    }));
+    let findings = orphan::find(&manifest, &dirs, &off_init).unwrap();
+    let target: Vec<_> = findings
+        .into_iter()
+        .filter(|f| f.pid == child_pid)
+        .collect();
+    assert_eq!(target.len(), 1, "the child is found");
+    let mut reused: Option<std::process::Child> = None;
+    let report = orphan::kill_with_hook(&target, Duration::from_secs(1), &mut |f| {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for _ in 0..2000 {
+            if std::fs::write("/proc/sys/kernel/ns_last_pid", (f.pid - 1).to_string()).is_err() {
+                return;
+            }
+            let mut c = Command::new("sleep").arg("300").spawn().unwrap();
+            if c.id() == f.pid {
+                reused = Some(c);
+                return;
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    })
+    .unwrap();
+    let mut reused = reused.expect("the pid was handed to a new process (ns_last_pid)");
+    assert!(
+        matches!(report.skipped.as_slice(), [(pid, Skipped::Recycled { .. })] if *pid == child_pid),
+        "{report:?}"
+    );
+    assert!(report.terminated.is_empty() && report.killed.is_empty());
+    assert!(
+        reused.try_wait().unwrap().is_none(),
+        "the process that got the recycled pid was not signalled"
+    );
+    let _ = reused.kill();
+    let _ = reused.wait();
+}
+
+/// A SIGSTOPped copy is reported `stopped`; --kill continues it so it can
+/// act on SIGTERM, well within the grace period.
+#[test]
+fn a_stopped_copy_is_reported_and_removed_by_sigterm() {
+    let mut case = Case::new();
+    case.manifest("", "");
+    let copy = case.spawn_orphan(&[], &[]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(copy.pid).unwrap()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    assert!(wait_until(5.0, || stat_fields(copy.pid)
+        .is_some_and(|(state, _)| state == 'T')));
+
+    let (code, json) = case.orphans_json(&[]);
+    assert_eq!(code, 1);
+    assert!(
+        findings_for(&json, copy.pid).contains(&"stopped".to_owned()),
+        "{json:#}"
+    );
+
+    let (code, json) = case.orphans_json(&["--kill", "--grace", "60"]);
+    assert_eq!(code, 0, "{json:#}");
+    assert!(!copy.alive());
+    assert_eq!(
+        json["kill"]["terminated"],
+        serde_json::json!([copy.pid]),
+        "SIGTERM (after SIGCONT) ended it, no SIGKILL needed: {json:#}"
+    );
+}
+
+/// The classifier over fixture `/proc` trees captured from real processes
+/// by tests/fixtures/proc/capture.sh (see its header for the scenario).
+#[test]
+fn fixture_tree_classification() {
+    let root = crate::support::repo_root().join("tests/fixtures/proc/incidents");
+    let facts: std::collections::HashMap<String, String> =
+        std::fs::read_to_string(root.join("../incidents.facts"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let pid = |k: &str| -> u32 { facts[k].parse().unwrap() };
+    let prefix: Vec<std::ffi::OsString> = vec![PYTHON.into(), facts["SCRIPT"].clone().into()];
+    let lock = PathBuf::from(&facts["LOCK"]);
+    let socket = PathBuf::from(&facts["SOCKET"]);
+    let interest = Interest {
+        argv_prefixes: vec![prefix.clone()],
+        lock_paths: vec![lock.clone()],
+        socket_paths: vec![socket.clone()],
+        pids: vec![],
+    };
+    let snapshot = initkit::scan::read_with_root(&root, &interest).unwrap();
+    let live_lock = FileId::from_major_minor(
+        facts["LOCK_MAJOR"].parse().unwrap(),
+        facts["LOCK_MINOR"].parse().unwrap(),
+        facts["LOCK_INO"].parse().unwrap(),
+    );
+    let rules = orphan::Rules {
+        service: "fixture".into(),
+        match_argv: prefix,
+        lock: Some(orphan::PathState {
+            path: lock,
+            current: Some(live_lock),
+        }),
+        // The socket path was removed after the listener bound it.
+        sockets: vec![orphan::PathState {
+            path: socket,
+            current: None,
+        }],
+        owner_uid: 0,
+        self_pid: 0,
+    };
+    let findings = orphan::classify(
+        &snapshot,
+        &rules,
+        &Tracked {
+            guard: true,
+            ..Tracked::default()
+        },
+    );
+    let reasons = |k: &str| -> Vec<Reason> {
+        findings
+            .iter()
+            .find(|f| f.pid == pid(k))
+            .map(|f| f.reasons.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        reasons("LIVE"),
+        vec![],
+        "the live lock holder is the instance"
+    );
+    assert_eq!(
+        reasons("STALE_LOCK"),
+        vec![Reason::StaleLock, Reason::Reparented]
+    );
+    assert_eq!(
+        reasons("LISTENER"),
+        vec![Reason::StaleListener, Reason::Reparented]
+    );
+    assert_eq!(
+        reasons("STOPPED"),
+        vec![Reason::Reparented, Reason::Stopped]
+    );
+    assert_eq!(
+        reasons("FOREIGN"),
+        vec![Reason::Reparented, Reason::ForeignUid]
+    );
+    assert_eq!(
+        findings.len(),
+        4,
+        "nothing else in the tree is a candidate: {findings:#?}"
+    );
+    let stale = findings
+        .iter()
+        .find(|f| f.pid == pid("STALE_LOCK"))
+        .unwrap();
+    assert!(
+        stale.evidence.iter().any(|e| e.contains("(deleted)")),
+        "{:?}",
+        stale.evidence
+    );
+}
