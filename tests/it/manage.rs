@@ -383,7 +383,7 @@ fn restart_under_load_refuses_no_connection() {
                                 ErrorKind::ConnectionRefused | ErrorKind::NotFound
                             ) =>
                         {
-                            refused.push(e.to_string())
+                            refused.push(e.to_string());
                         }
                         // an accepted connection cut by the stopping daemon
                         Err(_) => {
