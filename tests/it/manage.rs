@@ -81,14 +81,20 @@ impl Service {
     /// Write `<name>.toml` with `command` (the example daemon by default)
     /// and one unix socket at `{runtime}/<name>.sock`.
     fn new(mgr: &UserManager, area: &str, command: &[String], extra: &str) -> Service {
+        let command: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
+        Service::with_manifest(mgr, area, |name| {
+            format!(
+                "name = \"{name}\"\ncommand = [{}]\nreadiness = \"notify\"\n{extra}\n[[socket]]\nlisten = \"unix:{{runtime}}/{name}.sock\"\n",
+                command.join(", ")
+            )
+        })
+    }
+
+    /// Write `<name>.toml` as `manifest(name)` says.
+    fn with_manifest(mgr: &UserManager, area: &str, manifest: impl Fn(&str) -> String) -> Service {
         let name = unique_name(area);
         let dir = tempfile::tempdir().unwrap();
-        let command: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
-        let manifest = format!(
-            "name = \"{name}\"\ncommand = [{}]\nreadiness = \"notify\"\n{extra}\n[[socket]]\nlisten = \"unix:{{runtime}}/{name}.sock\"\n",
-            command.join(", ")
-        );
-        std::fs::write(dir.path().join(format!("{name}.toml")), manifest).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.toml")), manifest(&name)).unwrap();
         Service {
             mgr: mgr.clone(),
             socket: mgr.runtime_dir.join(format!("{name}.sock")),
@@ -152,8 +158,11 @@ impl Drop for Service {
             eprintln!("cleanup: uninstall {} failed: {}", self.name, text(&out));
         }
         // Fallback: stop, remove, reload; never touches other names.
-        for kind in ["socket", "service"] {
-            let unit = self.unit(kind);
+        let units = ["socket", "timer", "service"]
+            .map(|kind| self.unit(kind))
+            .into_iter()
+            .chain(["a", "b"].map(|s| format!("{}-{s}.socket", self.name)));
+        for unit in units {
             let _ = self.mgr.systemctl().args(["stop", &unit]).output();
             let _ = self.mgr.systemctl().args(["disable", &unit]).output();
             let _ = self.mgr.systemctl().args(["reset-failed", &unit]).output();
@@ -704,4 +713,82 @@ fn missing_bus_or_runtime_dir_is_actionable() {
         "{stderr}"
     );
     assert!(stderr.contains("systemd --user"), "{stderr}");
+}
+
+#[test]
+fn several_sockets_each_get_a_unit_that_start_and_stop_act_on() {
+    let Some(mgr) = user_manager() else { return };
+    let daemon = echo_daemon();
+    let svc = Service::with_manifest(&mgr, "multi", |name| {
+        format!(
+            "name = \"{name}\"\ncommand = [{daemon:?}]\nreadiness = \"notify\"\n\
+             [[socket]]\nname = \"a\"\nlisten = \"unix:{{runtime}}/{name}-a.sock\"\n\
+             [[socket]]\nname = \"b\"\nlisten = \"unix:{{runtime}}/{name}-b.sock\"\n"
+        )
+    });
+    let out = svc.install();
+    ok(&out);
+    let units = [
+        format!("{}-a.socket", svc.name),
+        format!("{}-b.socket", svc.name),
+    ];
+    for unit in &units {
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("start {unit}")),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(mgr.prop(unit, "ActiveState"), "active", "{unit}");
+    }
+    let a = mgr.runtime_dir.join(format!("{}-a.sock", svc.name));
+    let b = mgr.runtime_dir.join(format!("{}-b.sock", svc.name));
+    let pid = ping(&a).expect("socket a answers");
+    assert_eq!(
+        ping(&b).expect("socket b answers"),
+        pid,
+        "one daemon serves both"
+    );
+
+    let (_, status) = svc.status_json();
+    let names: Vec<&str> = status["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["unit"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, units.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(status["listen"].as_array().unwrap().len(), 2);
+
+    ok(&svc.ik(&["stop", &svc.name]));
+    for unit in &units {
+        assert_eq!(mgr.prop(unit, "ActiveState"), "inactive", "{unit}");
+    }
+    assert_eq!(svc.prop("service", "ActiveState"), "inactive");
+    ok(&svc.ik(&["start", &svc.name]));
+    assert!(ping(&b).is_ok(), "start brought both sockets back");
+    ok(&svc.ik(&["uninstall", &svc.name]));
+    for unit in &units {
+        assert_eq!(mgr.prop(unit, "LoadState"), "not-found", "{unit}");
+    }
+}
+
+#[test]
+fn scheduled_job_installs_and_starts_its_timer() {
+    let Some(mgr) = user_manager() else { return };
+    let svc = Service::with_manifest(&mgr, "timer", |name| {
+        format!("name = \"{name}\"\ncommand = [\"/bin/true\"]\nreadiness = \"exec\"\n[schedule]\ninterval = 3600\n")
+    });
+    ok(&svc.install());
+    assert_eq!(svc.prop("timer", "ActiveState"), "active");
+    assert_eq!(svc.prop("timer", "SubState"), "waiting");
+    let (code, status) = svc.status_json();
+    assert_eq!(code, Some(0));
+    assert_eq!(status["timer"]["unit"], svc.unit("timer").as_str());
+    assert_eq!(status["timer"]["active_state"], "active");
+    assert_eq!(status["sockets"], serde_json::json!([]));
+    ok(&svc.ik(&["stop", &svc.name]));
+    assert_eq!(svc.prop("timer", "ActiveState"), "inactive");
+    ok(&svc.ik(&["uninstall", &svc.name]));
+    assert_eq!(svc.prop("timer", "LoadState"), "not-found");
+    assert_eq!(svc.files_in_unit_dir(), Vec::<String>::new());
 }
