@@ -257,6 +257,10 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
             .to_string()
     );
 
+    // logs go through journalctl (no journald runs here: it prints no entries)
+    let logs = svc.ik(&["logs", &svc.name, "-n", "5"]);
+    ok(&logs);
+
     // the human table names it too
     let table = ok(&svc.ik(&["status"])).stdout.clone();
     assert!(
