@@ -2,13 +2,15 @@
 # Benchmarks P1..P6 of issue 7, each against a baseline measured in the same
 # run (absolute times on a shared machine are noisy; the ratios carry over).
 #
-#   scripts/bench.sh            # release build, then one table on stdout
-#   BENCH_PROCS=5000 scripts/bench.sh   # a smaller process table for P1
+#   scripts/bench.sh                  # release build, then one table on stdout
+#   BENCH_PROCS=5000 scripts/bench.sh # P1 over a smaller process table
+#   BENCH_RUNS=50 BENCH_COLD=40 scripts/bench.sh   # more hyperfine runs / cold starts
+#   BENCH_ONLY="P2 P3" scripts/bench.sh            # some rows only
 #
 # Needs root for scripts/user-manager.sh (a real systemd user manager),
 # hyperfine (installed here when missing) and python3. Everything started
 # here is stopped by pid (trap on EXIT); installed units are uninstalled.
-# Exit status: 0 all targets met, 1 a target missed, 2 error.
+# Exit status: 0 every target met, 1 a target missed or a row failed, 2 error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,23 +38,25 @@ daemon=$root/target/release/examples/echo_daemon
 harness=$root/scripts/bench_harness.py
 
 # --- cleanup: everything by pid --------------------------------------------
+# Rows run in subshells; what they start is recorded in files, so the trap of
+# this shell can stop it.
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/initkit-bench.XXXXXX")
-pids=()
-installed=()
+: >"$tmp/pids"
+: >"$tmp/installed"
+track() { echo "$1" >>"$tmp/pids"; }
+untrack() { grep -vx "$1" "$tmp/pids" >"$tmp/pids.new" || true; mv "$tmp/pids.new" "$tmp/pids"; }
+stop_pid() { # PID: SIGTERM, wait up to 30 s (a sleeper spawner reaps 10,000 children), SIGKILL
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
   local pid name
-  for pid in "${pids[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    # a sleeper spawner reaps its 10,000 children before it exits
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  for name in "${installed[@]}"; do
+  while read -r pid; do stop_pid "$pid"; done <"$tmp/pids"
+  while read -r name; do
     "$initkit" uninstall "$name" >/dev/null 2>&1 || log "cleanup: uninstall $name failed"
-  done
+  done <"$tmp/installed"
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -63,7 +67,8 @@ results=$tmp/results.jsonl
 runs=${BENCH_RUNS:-30}
 id=$$
 
-# A manifest for the example daemon: one unix socket, readiness notify.
+# A manifest for the example daemon: one unix socket, readiness notify. The
+# start limit is lifted: P6 starts the service 20 times in a few seconds.
 manifest() { # NAME COMMAND SOCKET LOCK
   cat <<EOF
 name = "$1"
@@ -80,6 +85,9 @@ listen = "unix:$3"
 
 [orphans]
 lock = "$4"
+
+[systemd.unit]
+StartLimitIntervalSec = "0"
 EOF
 }
 
@@ -89,80 +97,112 @@ hyper() { # JSON CMD BASELINE [extra hyperfine args]
 }
 
 # --- P1: orphans over a 10,000-process table --------------------------------
-procs=${BENCH_PROCS:-10000}
-orph=ikbench-$id-orph
-cp "$daemon" "$tmp/orphan_daemon" # its own argv prefix: nothing else matches it
-manifest "$orph" "$tmp/orphan_daemon" "$tmp/orph.sock" "$tmp/orph.lock" >"$tmp/orph.toml"
-# the off-init instance: holds the manifest's lock and socket (no unit is
-# loaded, so the lock holder is the instance: classifying it needs its lock
-# and socket evidence); and a copy started by hand: the orphan to find
-"$tmp/orphan_daemon" --bind "$tmp/orph.sock" --lock "$tmp/orph.lock" 2>/dev/null &
-pids+=("$!")
-"$tmp/orphan_daemon" --bind "$tmp/copy.sock" --lock "$tmp/copy.lock" 2>/dev/null &
-orphan_pid=$!
-pids+=("$orphan_pid")
-for _ in $(seq 1 100); do [ -S "$tmp/orph.sock" ] && [ -S "$tmp/copy.sock" ] && break; sleep 0.05; done
-now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
-grow=$((procs > now ? procs - now : 0))
-log "P1: growing the process table from $now to $procs processes"
-python3 "$harness" sleepers "$grow" "ikbench-sleeper-$id" "$tmp/sleepers.ready" >/dev/null &
-pids+=("$!")
-for _ in $(seq 1 600); do [ -e "$tmp/sleepers.ready" ] && break; sleep 0.1; done
-[ -e "$tmp/sleepers.ready" ] || { log "sleepers did not start"; exit 2; }
-total=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
-# correctness first: exactly the copy is an orphan
-"$initkit" orphans "$tmp/orph.toml" --json >"$tmp/p1.out" || true
-p1_check=$(python3 - "$tmp/p1.out" "$orphan_pid" <<'EOF'
+p1() {
+  local procs=${BENCH_PROCS:-10000} orph=ikbench-$id-orph now total grow spawner orphan_pid check
+  cp "$daemon" "$tmp/orphan_daemon" # its own argv prefix: nothing else matches it
+  manifest "$orph" "$tmp/orphan_daemon" "$tmp/orph.sock" "$tmp/orph.lock" >"$tmp/orph.toml"
+  # The off-init instance holds the manifest's lock and socket (no unit is
+  # loaded, so the lock holder is the instance: telling it from an orphan takes
+  # its lock and socket evidence); a copy started by hand is the orphan.
+  "$tmp/orphan_daemon" --bind "$tmp/orph.sock" --lock "$tmp/orph.lock" 2>/dev/null &
+  track $!
+  "$tmp/orphan_daemon" --bind "$tmp/copy.sock" --lock "$tmp/copy.lock" 2>/dev/null &
+  orphan_pid=$!
+  track "$orphan_pid"
+  for _ in $(seq 1 100); do [ -S "$tmp/orph.sock" ] && [ -S "$tmp/copy.sock" ] && break; sleep 0.05; done
+  now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
+  grow=$((procs > now ? procs - now : 0))
+  log "P1: growing the process table from $now to $procs processes"
+  python3 "$harness" sleepers "$grow" "ikbench-sleeper-$id" "$tmp/sleepers.ready" >/dev/null &
+  spawner=$!
+  track "$spawner"
+  for _ in $(seq 1 600); do [ -e "$tmp/sleepers.ready" ] && break; sleep 0.1; done
+  [ -e "$tmp/sleepers.ready" ] || { log "sleepers did not start"; return 1; }
+  total=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
+  # correctness first: exactly the copy is an orphan, and pgrep sees both
+  "$initkit" orphans "$tmp/orph.toml" --json >"$tmp/p1.out" || true
+  check=$(python3 - "$tmp/p1.out" "$orphan_pid" <<'EOF'
 import json, sys
-out = json.load(open(sys.argv[1]))
-f = out["findings"]
+f = json.load(open(sys.argv[1]))["findings"]
 ok = len(f) == 1 and f[0]["pid"] == int(sys.argv[2]) and len(f[0]["evidence"]) >= 2
 print("ok" if ok else "wrong findings: %s" % json.dumps(f)[:300])
 EOF
 )
-[ "$(pgrep -fc "$tmp/orphan_daemon")" = 2 ] || { log "pgrep does not find both copies"; exit 2; }
-hyper "$tmp/p1.json" "$initkit orphans $tmp/orph.toml --json" "pgrep -f $tmp/orphan_daemon" -i
-python3 "$harness" row P1 "$tmp/p1.json" "orphans --json over $total procs (vs pgrep -f)" "$p1_check" >>"$results"
-# shrink the table again before the other rows
-kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
+  [ "$(pgrep -fc "$tmp/orphan_daemon")" = 2 ] || { log "pgrep does not see both copies"; return 1; }
+  hyper "$tmp/p1.json" "$initkit orphans $tmp/orph.toml --json" "pgrep -f $tmp/orphan_daemon" -i 2>/dev/null
+  python3 "$harness" row P1 "$tmp/p1.json" "orphans --json, $total procs (vs pgrep -f)" "$check" >>"$results"
+  # shrink the table again before the other rows
+  stop_pid "$spawner"
+  untrack "$spawner"
+}
 
 # --- P2: exec overhead off-init ---------------------------------------------
-exe=ikbench-$id-exec
-manifest "$exe" "$daemon" "$tmp/exec.sock" "$tmp/exec.lock" >"$tmp/exec.toml"
-log "P2: initkit exec off-init"
-hyper "$tmp/p2.json" "$initkit exec --manifest $tmp/exec.toml -- /bin/true" "/bin/true"
-python3 "$harness" row P2 "$tmp/p2.json" "exec --manifest M -- /bin/true (vs /bin/true)" >>"$results"
+p2() {
+  manifest "ikbench-$id-exec" "$daemon" "$tmp/exec.sock" "$tmp/exec.lock" >"$tmp/exec.toml"
+  log "P2: initkit exec off-init"
+  hyper "$tmp/p2.json" "$initkit exec --manifest $tmp/exec.toml -- /bin/true" "/bin/true"
+  python3 "$harness" row P2 "$tmp/p2.json" "exec --manifest M -- /bin/true (vs /bin/true)" >>"$results"
+}
 
 # --- P4: 100 concurrent off-init starts --------------------------------------
-log "P4: 100 concurrent initkit exec"
-sleep 1 # P2's watchers notice their daemon is gone (0.5 s interval)
-python3 "$harness" storm 100 "$initkit" "$tmp/exec.toml" "$daemon" "$tmp/exec.sock" >"$tmp/p4.out"
-python3 "$harness" row P4 "$tmp/p4.out" "100 concurrent exec off-init" >>"$results"
+p4() {
+  manifest "ikbench-$id-storm" "$daemon" "$tmp/storm.sock" "$tmp/storm.lock" >"$tmp/storm.toml"
+  log "P4: 100 concurrent initkit exec"
+  python3 "$harness" storm 100 "$initkit" "$tmp/storm.toml" "$daemon" "$tmp/storm.sock" >"$tmp/p4.out"
+  python3 "$harness" row P4 "$tmp/p4.out" "100 concurrent exec off-init" >>"$results"
+}
 
 # --- an installed, socket-activated service for P3, P5, P6 ------------------
 svc=ikbench-$id
-manifest "$svc" "$daemon" "{runtime}/$svc.sock" "{runtime}/$svc.lock" >"$tmp/$svc.toml"
-log "installing $svc under the user manager"
-"$initkit" install "$tmp/$svc.toml" >/dev/null
-installed+=("$svc")
 sock=$XDG_RUNTIME_DIR/$svc.sock
-python3 -c "import sys; sys.path.insert(0, '$root/scripts'); import bench_harness as h; h.ping('$sock')"
+install_svc() {
+  manifest "$svc" "$daemon" "{runtime}/$svc.sock" "{runtime}/$svc.lock" >"$tmp/$svc.toml"
+  log "installing $svc under the user manager"
+  echo "$svc" >>"$tmp/installed"
+  "$initkit" install "$tmp/$svc.toml" >/dev/null 2>&1
+  python3 -c "import sys; sys.path.insert(0, '$root/scripts'); import bench_harness as h; h.ping('$sock')"
+}
 
-# --- P3: status --------------------------------------------------------------
-log "P3: initkit status vs systemctl --user show"
-hyper "$tmp/p3.json" "$initkit status $svc --json" "systemctl --user show $svc.service" -i
-python3 "$harness" row P3 "$tmp/p3.json" "status NAME --json (vs systemctl --user show)" >>"$results"
+p3() {
+  log "P3: initkit status vs systemctl --user show"
+  hyper "$tmp/p3.json" "$initkit status $svc --json" "systemctl --user show $svc.service" -i 2>/dev/null
+  python3 "$harness" row P3 "$tmp/p3.json" "status NAME --json (vs systemctl --user show)" >>"$results"
+}
 
-# --- P5: restarts under load ---------------------------------------------------
-log "P5: 20 restarts under 50 clients, activated and self-binding"
-python3 "$harness" restarts activated "$sock" 20 50 "$initkit" "$svc" >"$tmp/p5a.out"
-python3 "$harness" restarts self "$tmp/self.sock" 20 50 "$daemon" >"$tmp/p5b.out"
-python3 "$harness" row P5 "$tmp/p5a.out" "$tmp/p5b.out" >>"$results"
+p5() {
+  log "P5: 20 restarts under 50 clients, activated and self-binding"
+  python3 "$harness" restarts activated "$sock" 20 50 "$initkit" "$svc" >"$tmp/p5a.out"
+  python3 "$harness" restarts self "$tmp/self.sock" 20 50 "$daemon" >"$tmp/p5b.out"
+  python3 "$harness" row P5 "$tmp/p5a.out" "$tmp/p5b.out" >>"$results"
+}
 
-# --- P6: cold start ------------------------------------------------------------
-log "P6: cold start through socket activation"
-python3 "$harness" coldstart "${BENCH_COLD:-20}" "$sock" "$svc.service" >"$tmp/p6.out"
-python3 "$harness" row P6 "$tmp/p6.out" >>"$results"
+p6() {
+  log "P6: cold start through socket activation"
+  python3 "$harness" coldstart "${BENCH_COLD:-20}" "$sock" "$svc.service" >"$tmp/p6.out"
+  python3 "$harness" row P6 "$tmp/p6.out" >>"$results"
+}
+
+# Each row runs in a subshell with -e: a failing row is reported in the table
+# and the others still run.
+row() { # ID FUNCTION
+  case " ${BENCH_ONLY:-P1 P2 P3 P4 P5 P6} " in *" $1 "*) ;; *) return 0 ;; esac
+  set +e
+  (set -e; "$2")
+  local rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    log "$1 failed (exit $rc)"
+    printf '{"id": "%s", "measure": "failed (exit %s), see stderr", "met": "no"}\n' "$1" "$rc" >>"$results"
+  fi
+}
+
+row P1 p1
+row P2 p2
+row P4 p4
+case " ${BENCH_ONLY:-P3} " in *" P3 "*|*" P5 "*|*" P6 "*) install_svc ;; esac
+row P3 p3
+row P5 p5
+row P6 p6
 
 echo "# initkit bench: $(nproc) cpus, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 set +e

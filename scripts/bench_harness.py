@@ -398,6 +398,7 @@ def table(results_path):
             line = line.strip()
             if line:
                 rows.append(json.loads(line))
+    rows.sort(key=lambda r: r.get("id", ""))
     head = ["id", "measure", "median", "min", "max", "baseline median", "ratio", "target", "met?"]
     cells = [head]
     for r in rows:
