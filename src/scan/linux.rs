@@ -298,7 +298,11 @@ fn read_fds(dir: &Path, live: bool) -> io::Result<Vec<Fd>> {
             FdTarget::File {
                 path,
                 deleted,
-                id: if live { FileId::of_path(&entry.path()) } else { None },
+                id: if live {
+                    FileId::of_path(&entry.path())
+                } else {
+                    None
+                },
                 locks: fdinfo
                     .lines()
                     .filter_map(|l| l.strip_prefix("lock:"))

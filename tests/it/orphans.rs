@@ -25,7 +25,10 @@ use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserMa
 /// bind, listen), or the socket systemd passes; `--pidfile PATH` is written
 /// once ready. Answers `ping` with `pong <pid>`.
 const DAEMON: &str = r#"
-import fcntl, os, socket, sys, time
+import fcntl, os, signal, socket, sys, time
+# A graceful-shutdown handler, as real daemons have: it makes SIGTERM
+# non-fatal, so a stopped copy only acts on it once continued.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 args = sys.argv[2:]
 opts = dict(zip(args[0::2], args[1::2]))
 keep = []
