@@ -24,7 +24,7 @@ use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserMa
 /// A daemon: optional `--lock PATH` (flock, held), `--listen PATH` (unlink,
 /// bind, listen), or the socket systemd passes; `--pidfile PATH` is written
 /// once ready. Answers `ping` with `pong <pid>`.
-const DAEMON: &str = r#"
+const DAEMON: &str = r"
 import fcntl, os, signal, socket, sys, time
 # A graceful-shutdown handler, as real daemons have: it makes SIGTERM
 # non-fatal, so a stopped copy only acts on it once continued.
@@ -63,7 +63,7 @@ while True:
     except Exception:
         pass
     c.close()
-"#;
+";
 
 const PYTHON: &str = "/usr/bin/python3";
 
