@@ -12,3 +12,6 @@ export INITKIT_REQUIRE_MANAGER=1
 export XDG_RUNTIME_DIR
 XDG_RUNTIME_DIR=$(scripts/user-manager.sh start)
 cargo test --locked --all-targets "$@"
+if [ $# -eq 0 ]; then
+  scripts/check-macos.sh
+fi

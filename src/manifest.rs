@@ -702,7 +702,7 @@ fn validate(raw: RawManifest) -> Result<Manifest, ManifestError> {
         }
     }
 
-    let restart = validate_restart(raw.restart)?;
+    let restart = validate_restart(&raw.restart)?;
     let schedule = raw.schedule.map(validate_schedule).transpose()?;
     let sockets = validate_sockets(&raw.name, raw.socket)?;
     if schedule.is_some() && !sockets.is_empty() {
@@ -938,7 +938,7 @@ fn output(field: &str, value: Option<&str>) -> Result<Output, ManifestError> {
     }
 }
 
-fn validate_restart(raw: RawRestart) -> Result<Restart, ManifestError> {
+fn validate_restart(raw: &RawRestart) -> Result<Restart, ManifestError> {
     if raw.burst == Some(0) {
         return Err(invalid("restart.burst", "must be at least 1"));
     }

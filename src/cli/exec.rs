@@ -1,9 +1,558 @@
-//! Placeholder until this command lands.
+//! `initkit exec (--manifest M | NAME) [-- CMD ARGS...]`: do the init system's
+//! part, then exec the daemon in place (same pid, so `LISTEN_PID` holds).
+//!
+//! | started by | what exec does |
+//! |---|---|
+//! | systemd (`LISTEN_FDS` for this pid) | checks the passed fds and names, execs unchanged |
+//! | systemd, `LISTEN_PID` names another pid | refuses loudly, exit 3 |
+//! | launchd (macOS) | activates each manifest socket by name, moves them to fds 3.., exports `LISTEN_*`, applies the failure budget |
+//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`; a watcher stops the daemon if its paths are taken |
+//!
+//! Exit codes of `initkit exec` itself (once it execs, the daemon's own):
+//! 0 already running, or failure budget exhausted; 2 error (nothing was
+//! removed); 3 `LISTEN_PID` mismatch.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
 use super::Outcome;
+use initkit::activation::env::{self, Activation, Passed, LISTEN_FDS_START};
+use initkit::activation::fd;
+use initkit::activation::guard::{Acquired, GuardSpec, WatchSet};
+use initkit::dirs::Dirs;
+use initkit::manifest::{Listen, Manifest, Socket};
+
+/// Exit code when `LISTEN_FDS` was passed to another pid (a wrapper forked).
+pub const EXIT_PID_MISMATCH: i32 = 3;
+
+const AFTER_HELP: &str = "\
+Exit codes (before the daemon is executed):
+  0  already running (pid N), or the failure budget is exhausted
+  2  error: bad manifest, unsafe socket path, exec failed (nothing was removed)
+  3  socket-activated but LISTEN_PID mismatch (a wrapper forked?)
+After exec the exit code is the daemon's.";
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = AFTER_HELP)]
+pub struct Args {
+    /// The manifest to run
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// An installed service's name, instead of --manifest
+    #[arg(
+        value_name = "NAME",
+        conflicts_with = "manifest",
+        required_unless_present = "manifest"
+    )]
+    name: Option<String>,
+    /// Apply restart.burst/restart.window even when not under launchd (off-init)
+    #[arg(long)]
+    failure_budget: bool,
+    /// Seconds between checks that the lock and socket paths are still ours
+    /// (off-init); 0 disables the watcher process
+    #[arg(long, value_name = "SECS", default_value = "0.5")]
+    watch_interval: f64,
+    /// The daemon and its arguments; default: the manifest's command
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<Outcome> {
-    anyhow::bail!("this command is not available yet")
+/// Everything checked before any side effect.
+struct Plan {
+    manifest: Manifest,
+    dirs: Dirs,
+    command: Vec<OsString>,
+    failure_budget: bool,
+    watch_interval: Option<Duration>,
+}
+
+fn plan(args: Args) -> anyhow::Result<Plan> {
+    let path = match (&args.manifest, &args.name) {
+        (Some(path), _) => path.clone(),
+        (None, Some(name)) => bail!(
+            "initkit exec {name}: looking up installed services by name is not available in this build; pass --manifest FILE"
+        ),
+        (None, None) => bail!("pass --manifest FILE or a service NAME"),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read manifest {}", path.display()))?;
+    let manifest =
+        Manifest::from_toml(&text).with_context(|| format!("manifest {}", path.display()))?;
+    let dirs = Dirs::current(manifest.scope)?;
+    let command = if args.command.is_empty() {
+        manifest
+            .command
+            .iter()
+            .map(|t| dirs.resolve(t).into_os_string())
+            .collect()
+    } else {
+        args.command
+    };
+    if !(args.watch_interval.is_finite() && args.watch_interval >= 0.0) {
+        bail!("--watch-interval must be a number of seconds >= 0");
+    }
+    let watch_interval =
+        (args.watch_interval > 0.0).then(|| Duration::from_secs_f64(args.watch_interval));
+    Ok(Plan {
+        manifest,
+        dirs,
+        command,
+        failure_budget: args.failure_budget,
+        watch_interval,
+    })
+}
+
+/// How this process was started, from what the environment says.
+#[derive(Debug, PartialEq, Eq)]
+enum Mode {
+    /// systemd (or systemd-socket-activate) passed these fds to this pid.
+    PassThrough(Vec<Passed>),
+    /// Another pid's sockets: a wrapper forked between the manager and us.
+    PidMismatch(Activation),
+    /// Nobody passed sockets.
+    OffInit,
+}
+
+fn mode(activation: Activation) -> Mode {
+    match activation {
+        Activation::Activated(passed) => Mode::PassThrough(passed),
+        m @ Activation::PidMismatch { .. } => Mode::PidMismatch(m),
+        Activation::NotActivated => Mode::OffInit,
+    }
+}
+
+/// Every manifest socket must have been passed under its name.
+fn check_passed_names(manifest: &Manifest, passed: &[Passed]) -> Result<(), String> {
+    let names: Vec<&str> = passed.iter().map(|p| p.name.as_str()).collect();
+    let missing: Vec<&str> = manifest
+        .sockets
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|n| !names.contains(n))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the manifest's socket(s) {} were not passed (LISTEN_FDNAMES={}); is FileDescriptorName= set in the socket unit?",
+            missing.join(", "),
+            names.join(":")
+        ))
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let plan = plan(args)?;
+    orphan_precheck(&plan.manifest, &plan.dirs);
+    let activation = env::from_env().context("socket activation environment")?;
+    match mode(activation) {
+        Mode::PidMismatch(m) => {
+            eprintln!("initkit exec {}: error: {m}; refusing to start a second listener (exit {EXIT_PID_MISMATCH})", plan.manifest.name);
+            std::process::exit(EXIT_PID_MISMATCH);
+        }
+        Mode::PassThrough(passed) => {
+            for p in &passed {
+                fd::inspect(p.fd, &p.name)?;
+            }
+            check_passed_names(&plan.manifest, &passed).map_err(anyhow::Error::msg)?;
+            Err(exec(&plan.command, None))
+        }
+        Mode::OffInit => {
+            #[cfg(any(target_os = "macos", initkit_check_macos))]
+            if let Some(passed) = launchd_sockets(&plan.manifest)? {
+                if budget_exhausted(&plan)? {
+                    return Ok(Outcome::Ok);
+                }
+                let owned = passed
+                    .into_iter()
+                    .map(|p| {
+                        // SAFETY: launchd just created these fds for this process.
+                        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p.fd) };
+                        (p.name, fd)
+                    })
+                    .collect();
+                let env = place_fds(owned, None)?;
+                return Err(exec(&plan.command, Some(&env)));
+            }
+            if plan.failure_budget && budget_exhausted(&plan)? {
+                return Ok(Outcome::Ok);
+            }
+            off_init(&plan)
+        }
+    }
+}
+
+/// Seam for the orphan issue: apply `[orphans] on-start` with the classifier
+/// from `crate::orphan` once it lands. Until then this reports nothing: the
+/// guard below still refuses to start a second instance.
+fn orphan_precheck(_manifest: &Manifest, _dirs: &Dirs) {}
+
+#[cfg(any(target_os = "macos", initkit_check_macos))]
+fn launchd_sockets(manifest: &Manifest) -> anyhow::Result<Option<Vec<Passed>>> {
+    if manifest.sockets.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<&str> = manifest.sockets.iter().map(|s| s.name.as_str()).collect();
+    Ok(initkit::activation::launchd::activate_all(&names)?)
+}
+
+/// Where the off-init guard's lock lives: `[orphans] lock`, else
+/// `{runtime}/initkit/<name>.lock`.
+fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
+    match &manifest.orphans.lock {
+        Some(t) => dirs.resolve(t),
+        None => dirs
+            .runtime
+            .join("initkit")
+            .join(format!("{}.lock", manifest.name)),
+    }
+}
+
+fn off_init(plan: &Plan) -> anyhow::Result<Outcome> {
+    let m = &plan.manifest;
+    let mut spec = GuardSpec::new(lock_path(m, &plan.dirs));
+    if let Some(interval) = plan.watch_interval {
+        spec = spec.takeover_wait(interval * 6);
+    }
+    for s in &m.sockets {
+        if let Listen::Unix(path) = &s.listen {
+            spec = spec.unix_socket(&s.name, plan.dirs.resolve(path), s.mode, s.backlog);
+        }
+    }
+    let guard = match spec.acquire().context("single-instance guard")? {
+        Acquired::Won(guard) => guard,
+        Acquired::AlreadyRunning(running) => {
+            eprintln!("initkit exec {}: {running}", m.name);
+            return Ok(Outcome::Ok);
+        }
+    };
+    // Still holding the lock: bind the inet sockets (the kernel refuses a
+    // second listener on a port, and nothing is ever unlinked for them).
+    let mut inet = Vec::new();
+    for s in &m.sockets {
+        if !matches!(s.listen, Listen::Unix(_)) {
+            inet.push((s.name.clone(), bind_inet(s)?));
+        }
+    }
+    let parts = guard.into_exec_parts();
+    // Manifest order: LISTEN_FDNAMES lists the sockets as the manifest does.
+    let mut unix: Vec<(String, OwnedFd)> = parts.sockets;
+    let mut ordered = Vec::with_capacity(m.sockets.len());
+    for s in &m.sockets {
+        let pool = if matches!(s.listen, Listen::Unix(_)) {
+            &mut unix
+        } else {
+            &mut inet
+        };
+        let i = pool
+            .iter()
+            .position(|(n, _)| *n == s.name)
+            .expect("every manifest socket was bound");
+        ordered.push(pool.remove(i));
+    }
+    let env = place_fds(ordered, Some(parts.lock))?;
+    if let Some(interval) = plan.watch_interval {
+        spawn_watcher(&parts.watch, interval, &env)?;
+    }
+    Err(exec(&plan.command, Some(&env)))
+}
+
+fn bind_inet(s: &Socket) -> anyhow::Result<OwnedFd> {
+    let (host, port, tcp) = match &s.listen {
+        Listen::Tcp { host, port } => (host, *port, true),
+        Listen::Udp { host, port } => (host, *port, false),
+        Listen::Unix(_) => unreachable!("unix sockets are bound by the guard"),
+    };
+    let hosts: Vec<String> = match host {
+        Some(h) => vec![h.clone()],
+        // Like systemd's ListenStream=PORT: dual-stack, else IPv4.
+        None => vec!["::".into(), "0.0.0.0".into()],
+    };
+    let mut last = None;
+    for h in hosts {
+        let addr: std::net::IpAddr = h.parse().expect("the manifest validated IP literals");
+        let addr = std::net::SocketAddr::new(addr, port);
+        let bound = if tcp {
+            std::net::TcpListener::bind(addr).map(OwnedFd::from)
+        } else {
+            std::net::UdpSocket::bind(addr).map(OwnedFd::from)
+        };
+        match bound {
+            Ok(fd) => return Ok(fd),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let (addr, e) = last.expect("at least one address tried");
+    Err(anyhow::Error::new(e).context(format!(
+        "bind socket {:?} at {} {addr}",
+        s.name,
+        if tcp { "tcp" } else { "udp" }
+    )))
+}
+
+/// The variables to export and how many fds sit at 3...
+struct ListenEnv {
+    fd_count: usize,
+    names: String,
+    /// Where the lock fd sits for the daemon, if there is one.
+    lock_fd: Option<RawFd>,
+}
+
+/// Move `sockets` to fds 3, 4, ... (without CLOEXEC, so the daemon inherits
+/// them) and the lock, if any, to the first fd above them (also inherited:
+/// the flock stays held by the daemon). Everything else keeps CLOEXEC.
+fn place_fds(sockets: Vec<(String, OwnedFd)>, lock: Option<OwnedFd>) -> anyhow::Result<ListenEnv> {
+    let n = sockets.len();
+    let above = LISTEN_FDS_START + RawFd::try_from(n).context("too many sockets")? + 1;
+    let high = |fd: &OwnedFd| -> anyhow::Result<RawFd> {
+        // SAFETY: F_DUPFD_CLOEXEC duplicates an fd we own to a new number >= `above`.
+        let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above) };
+        if new < 0 {
+            return Err(std::io::Error::last_os_error()).context("fcntl(F_DUPFD_CLOEXEC)");
+        }
+        Ok(new)
+    };
+    // First move everything above the target range, then close the originals
+    // (some may sit inside 3..3+n), then dup2 into place.
+    let mut names = Vec::with_capacity(n);
+    let mut temps = Vec::with_capacity(n);
+    for (name, fd) in &sockets {
+        names.push(name.clone());
+        temps.push(high(fd)?);
+    }
+    let lock_temp = lock.as_ref().map(high).transpose()?;
+    drop(sockets);
+    drop(lock);
+    for (i, temp) in temps.iter().enumerate() {
+        let target = LISTEN_FDS_START + RawFd::try_from(i).expect("bounded above");
+        // SAFETY: dup2 onto the fixed LISTEN_FDS slot; the new fd has no CLOEXEC.
+        if unsafe { libc::dup2(*temp, target) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2 socket into place");
+        }
+    }
+    let mut lock_fd = None;
+    if let Some(temp) = lock_temp {
+        // SAFETY: F_DUPFD (no CLOEXEC) duplicates the lock fd above the sockets.
+        let fd = unsafe { libc::fcntl(temp, libc::F_DUPFD, above - 1) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("keep the lock across exec");
+        }
+        lock_fd = Some(fd);
+    }
+    // The temporaries carry CLOEXEC and vanish at exec; close them now anyway.
+    for temp in temps.into_iter().chain(lock_temp) {
+        // SAFETY: these fds were created above and are owned by nobody else.
+        unsafe { libc::close(temp) };
+    }
+    Ok(ListenEnv {
+        fd_count: n,
+        names: names.join(":"),
+        lock_fd,
+    })
+}
+
+/// A small child process that outlives the exec: while its parent (the
+/// daemon, same pid as this process) lives, it checks every `interval` that
+/// the lock and socket paths still name our inodes. When one vanishes or is
+/// replaced it sends the daemon SIGTERM, so there are never two reachable
+/// instances. When the daemon has exited it removes the socket paths that are
+/// still ours, then exits.
+fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> anyhow::Result<()> {
+    let daemon = nix::unistd::getpid();
+    // SAFETY: `initkit exec` is single-threaded (no thread was spawned), so
+    // the child may run ordinary code after fork.
+    match unsafe { nix::unistd::fork() }.context("fork the path watcher")? {
+        nix::unistd::ForkResult::Parent { .. } => Ok(()),
+        nix::unistd::ForkResult::Child => {
+            // Hold neither the sockets nor the lock: a dead daemon must look
+            // dead (ECONNREFUSED, lock free).
+            let end = LISTEN_FDS_START + RawFd::try_from(listen.fd_count).unwrap_or(0);
+            for fd in (LISTEN_FDS_START..end).chain(listen.lock_fd) {
+                // SAFETY: closing the inherited listening fds and the lock fd in the child.
+                unsafe { libc::close(fd) };
+            }
+            if let Ok(null) = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                // SAFETY: dup2 /dev/null over stdin and stdout of the child only.
+                unsafe {
+                    libc::dup2(null.as_raw_fd(), 0);
+                    libc::dup2(null.as_raw_fd(), 1);
+                }
+            }
+            let mut signalled = false;
+            loop {
+                std::thread::sleep(interval);
+                if nix::unistd::getppid() != daemon {
+                    watch.cleanup_sockets();
+                    std::process::exit(0);
+                }
+                if signalled {
+                    continue;
+                }
+                if let Err(lost) = watch.check() {
+                    eprintln!("initkit exec: {lost}; sending SIGTERM to pid {daemon}");
+                    let _ = nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGTERM);
+                    signalled = true;
+                }
+            }
+        }
+    }
+}
+
+/// Replace this process with `command`; returns only on failure.
+fn exec(command: &[OsString], listen: Option<&ListenEnv>) -> anyhow::Error {
+    let Some((program, args)) = command.split_first() else {
+        return anyhow::anyhow!("no command to run");
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    if let Some(listen) = listen {
+        for var in env::ACTIVATION_VARS {
+            cmd.env_remove(var);
+        }
+        if listen.fd_count > 0 {
+            cmd.env("LISTEN_PID", std::process::id().to_string())
+                .env("LISTEN_FDS", listen.fd_count.to_string())
+                .env("LISTEN_FDNAMES", &listen.names);
+        }
+    }
+    let err = cmd.exec();
+    anyhow::Error::new(err).context(format!("exec {}", display_argv(command)))
+}
+
+fn display_argv(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ---------------------------------------------------------------------------
+// Failure budget: launchd has no StartLimitBurst.
+
+/// Whether to start, given earlier start times (unix seconds) and `now`.
+/// Pure: returns the decision and the history to store.
+///
+/// Starts older than `window` seconds are forgotten, so a daemon that stayed
+/// up longer than the window starts with a clean slate. With `burst` starts
+/// already inside the window, the next start is refused.
+pub fn budget(history: &[u64], now: u64, burst: u32, window: u32) -> (bool, Vec<u64>) {
+    let mut recent: Vec<u64> = history
+        .iter()
+        .copied()
+        .filter(|t| *t <= now && now - *t < u64::from(window))
+        .collect();
+    if recent.len() >= burst as usize {
+        return (false, recent);
+    }
+    recent.push(now);
+    (true, recent)
+}
+
+fn parse_history(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Record this start; true when the budget is exhausted (caller exits 0).
+fn budget_exhausted(plan: &Plan) -> anyhow::Result<bool> {
+    let (Some(burst), Some(window)) = (plan.manifest.restart.burst, plan.manifest.restart.window)
+    else {
+        return Ok(false);
+    };
+    let dir = plan.dirs.state.join("initkit");
+    let file = dir.join(format!("{}.starts", plan.manifest.name));
+    let history = match std::fs::read_to_string(&file) {
+        Ok(text) => parse_history(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", file.display())),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (start, keep) = budget(&history, now, burst, window);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(&dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    let text: String = keep.iter().map(|t| format!("{t}\n")).collect();
+    initkit::fsutil::write_atomic(&file, text.as_bytes(), 0o600)
+        .with_context(|| format!("write {}", file.display()))?;
+    if !start {
+        eprintln!(
+            "initkit exec {}: {burst} starts within {window} s; not starting again (failure budget exhausted). It resets {window} s after the last start; fix the crash and start it then, or remove {}",
+            plan.manifest.name,
+            file.display()
+        );
+    }
+    Ok(!start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_allows_burst_then_refuses_then_resets() {
+        let (ok, h) = budget(&[], 100, 3, 60);
+        assert!(ok);
+        let (ok, h) = budget(&h, 110, 3, 60);
+        assert!(ok);
+        let (ok, h) = budget(&h, 120, 3, 60);
+        assert!(ok);
+        assert_eq!(h, [100, 110, 120]);
+        let (ok, h2) = budget(&h, 130, 3, 60);
+        assert!(!ok, "a 4th start within 60 s is refused");
+        assert_eq!(h2, [100, 110, 120], "a refused start is not recorded");
+        // Stable for longer than the window: clean slate.
+        let (ok, h3) = budget(&h, 200, 3, 60);
+        assert!(ok);
+        assert_eq!(h3, [200]);
+        // A start time in the future (clock went back) is forgotten.
+        assert!(budget(&[500, 501, 502], 100, 3, 60).0);
+        assert_eq!(parse_history("1\n\nx\n2\n"), [1, 2]);
+    }
+
+    #[test]
+    fn mode_from_activation() {
+        assert_eq!(mode(Activation::NotActivated), Mode::OffInit);
+        let m = Activation::PidMismatch {
+            listen_pid: 1,
+            self_pid: 2,
+        };
+        assert_eq!(mode(m.clone()), Mode::PidMismatch(m));
+    }
+
+    #[test]
+    fn passed_names_must_cover_the_manifest() {
+        let m = Manifest::from_toml(
+            "name = \"e\"\ncommand = [\"/bin/e\"]\n[[socket]]\nname = \"control\"\nlisten = \"unix:/tmp/e.sock\"\n[[socket]]\nname = \"http\"\nlisten = \"tcp:8080\"\n",
+        )
+        .unwrap();
+        let p = |names: &[&str]| -> Vec<Passed> {
+            names
+                .iter()
+                .zip(3..)
+                .map(|(n, fd)| Passed {
+                    fd,
+                    name: (*n).to_owned(),
+                })
+                .collect()
+        };
+        assert!(check_passed_names(&m, &p(&["http", "control"])).is_ok());
+        let err = check_passed_names(&m, &p(&["control", "unknown"])).unwrap_err();
+        assert!(
+            err.starts_with(
+                "the manifest's socket(s) http were not passed (LISTEN_FDNAMES=control:unknown)"
+            ),
+            "{err}"
+        );
+    }
 }

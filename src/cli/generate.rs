@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use initkit::render::{self, launchd, RenderedFile};
 
+use initkit::manifest::Scope;
+
 use super::{load_manifest, Outcome, ScopeArg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,14 +29,61 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub scope: Option<ScopeArg>,
     /// Write DIR/units/* and DIR/plists/* (atomically) instead of printing
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "destdir")]
     pub out: Option<PathBuf>,
-    /// Write nothing; exit 1 with a unified diff when files in --out DIR (default .) differ
+    /// Packaging mode: stage files under DIR in the vendor locations
+    /// (PREFIX/lib/systemd/{user,system}, Library/LaunchAgents, Library/LaunchDaemons);
+    /// nothing depends on the build host
+    #[arg(long, value_name = "DIR")]
+    pub destdir: Option<PathBuf>,
+    /// Installation prefix inside --destdir
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "/usr",
+        requires = "destdir"
+    )]
+    pub prefix: PathBuf,
+    /// With --destdir: also stage initkit's own shell completions and man page
+    #[arg(long, requires = "destdir")]
+    pub cli_files: bool,
+    /// Write nothing; exit 1 with a unified diff when files under --out DIR
+    /// (default .) or --destdir DIR differ
     #[arg(long)]
     pub check: bool,
-    /// Home of the target user, for launchd agents' per-user paths (default: $HOME)
+    /// Home of the target user, for launchd agents' per-user paths (default: $HOME;
+    /// ignored with --destdir, where per-user launchd paths are an error)
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
+}
+
+/// Where rendered files go, relative to the output directory.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// `units/*` and `plists/*`.
+    Tree,
+    /// The vendor locations a distribution package installs to.
+    Packaging { prefix: PathBuf },
+}
+
+impl Layout {
+    fn place(&self, scope: Scope, file: RenderedFile) -> RenderedFile {
+        let Layout::Packaging { prefix } = self else {
+            return file;
+        };
+        let prefix = prefix.strip_prefix("/").unwrap_or(prefix);
+        let name = file.file_name().to_owned();
+        let dir = match (file.path.starts_with("units"), scope) {
+            (true, Scope::User) => prefix.join("lib/systemd/user"),
+            (true, Scope::System) => prefix.join("lib/systemd/system"),
+            (false, Scope::User) => PathBuf::from("Library/LaunchAgents"),
+            (false, Scope::System) => PathBuf::from("Library/LaunchDaemons"),
+        };
+        RenderedFile {
+            path: dir.join(name),
+            contents: file.contents,
+        }
+    }
 }
 
 /// Everything to write, rendered before anything is written.
@@ -48,6 +97,7 @@ pub fn plan(
     platform: Platform,
     scope: Option<ScopeArg>,
     target: &launchd::Target,
+    layout: &Layout,
 ) -> anyhow::Result<Plan> {
     let mut files: Vec<RenderedFile> = Vec::new();
     for path in manifests {
@@ -77,6 +127,7 @@ pub fn plan(
             rendered.extend(r.files);
         }
         for file in rendered {
+            let file = layout.place(manifest.scope, file);
             if files.iter().any(|f| f.path == file.path) {
                 anyhow::bail!(
                     "{}: {} is also rendered from another manifest (duplicate name or label)",
@@ -91,43 +142,59 @@ pub fn plan(
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let home = args
-        .home
-        .clone()
-        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
-        .filter(|h| h.is_absolute());
-    let target = match home {
-        Some(home) => launchd::Target::User { home },
-        None => launchd::Target::System,
+    let (layout, target, dir) = if let Some(destdir) = &args.destdir {
+        anyhow::ensure!(
+            args.prefix.is_absolute(),
+            "--prefix must be absolute, got {}",
+            args.prefix.display()
+        );
+        let layout = Layout::Packaging {
+            prefix: args.prefix.clone(),
+        };
+        (layout, launchd::Target::Packaging, Some(destdir.clone()))
+    } else {
+        let home = args
+            .home
+            .clone()
+            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+            .filter(|h| h.is_absolute());
+        let target = home.map_or(launchd::Target::System, |home| launchd::Target::User {
+            home,
+        });
+        let dir = args
+            .out
+            .clone()
+            .or_else(|| args.check.then(|| PathBuf::from(".")));
+        (Layout::Tree, target, dir)
     };
-    let plan = plan(&args.manifests, args.platform, args.scope, &target)?;
-    if args.check {
-        let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("."));
-        return check(&plan, &dir);
+    let mut plan = plan(&args.manifests, args.platform, args.scope, &target, &layout)?;
+    if args.cli_files {
+        plan.files
+            .extend(super::manual::staged_files(&args.prefix)?);
     }
-    match &args.out {
-        None => {
-            let mut first = true;
-            for file in &plan.files {
-                if !first {
-                    println!();
-                }
-                first = false;
-                println!("# ==> {} <==", file.path.display());
-                print!("{}", file.contents);
+    if args.check {
+        return check(&plan, dir.as_deref().unwrap_or(Path::new(".")));
+    }
+    let Some(dir) = dir else {
+        let mut first = true;
+        for file in &plan.files {
+            if !first {
+                println!();
             }
+            first = false;
+            println!("# ==> {} <==", file.path.display());
+            print!("{}", file.contents);
         }
-        Some(dir) => {
-            for file in &plan.files {
-                let path = dir.join(&file.path);
-                let parent = path.parent().expect("rendered paths have a directory");
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-                initkit::fsutil::write_atomic(&path, file.contents.as_bytes(), 0o644)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                eprintln!("wrote {}", path.display());
-            }
-        }
+        return Ok(Outcome::Ok);
+    };
+    for file in &plan.files {
+        let path = dir.join(&file.path);
+        let parent = path.parent().expect("rendered paths have a directory");
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        initkit::fsutil::write_atomic(&path, file.contents.as_bytes(), 0o644)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(Outcome::Ok)
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod exec;
 mod generate;
 mod manage;
+mod manual;
 mod orphans;
 mod verify;
 
@@ -54,6 +55,10 @@ enum Command {
     Logs(manage::LogsArgs),
     /// Find, report and safely stop instances the service manager does not track
     Orphans(orphans::Args),
+    /// Print shell completions for initkit
+    Completions(manual::CompletionsArgs),
+    /// Print initkit's man page (roff)
+    Man,
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +75,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => manage::status(&args),
         Command::Logs(args) => manage::logs(&args),
         Command::Orphans(args) => orphans::run(&args),
+        Command::Completions(args) => manual::completions(&args),
+        Command::Man => manual::man(),
     };
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,

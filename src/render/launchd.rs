@@ -236,22 +236,21 @@ pub fn plist_value(
     ] {
         let path = match output {
             Output::File(path) => r.string(field, path)?,
-            Output::Journal => match &r.dirs {
-                // launchd has no journal: the log directory stands in.
-                Some(dirs) => dirs
-                    .logs
-                    .join(format!("{}.log", m.name))
-                    .to_string_lossy()
-                    .into_owned(),
-                None => {
+            // launchd has no journal: the log directory stands in.
+            Output::Journal => {
+                let Some(dirs) = &r.dirs else {
                     warn(
                         warnings,
                         field,
                         "journal has no launchd equivalent and there is no target user to place {logs}; output is discarded (set a path to keep it)",
                     );
                     continue;
-                }
-            },
+                };
+                dirs.logs
+                    .join(format!("{}.log", m.name))
+                    .to_string_lossy()
+                    .into_owned()
+            }
         };
         d.insert(key.into(), Value::String(path));
     }

@@ -134,7 +134,7 @@ fn check(path: &str, kind: Kind, value: &Value, findings: &mut Vec<String>) {
         findings.push(format!(
             "{path}: must be {expected}, found {}",
             type_name(value)
-        ))
+        ));
     };
     match kind {
         Kind::Any => {}

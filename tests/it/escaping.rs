@@ -2,6 +2,7 @@
 //! are hostile, start it under the real user manager, and compare what the
 //! program received byte for byte.
 
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::support::{initkit, run, unique_name, user_manager, wait_until};
@@ -93,12 +94,13 @@ fn hostile_argv_and_environment_arrive_byte_for_byte() {
         manifest.push_str(&toml_string(arg));
     }
     manifest.push_str("]\n[environment]\n");
-    manifest.push_str(&format!(
-        "IKT_OUT = {}\n",
+    let _ = writeln!(
+        manifest,
+        "IKT_OUT = {}",
         toml_string(work.path().to_str().unwrap())
-    ));
+    );
     for (k, v) in HOSTILE_ENV {
-        manifest.push_str(&format!("{k} = {}\n", toml_string(v)));
+        let _ = writeln!(manifest, "{k} = {}", toml_string(v));
     }
     let manifest_path = work.path().join("m.toml");
     std::fs::write(&manifest_path, manifest).unwrap();

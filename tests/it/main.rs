@@ -2,5 +2,7 @@
 
 mod escaping;
 mod generate;
+mod hostile;
 mod orphans;
+mod packaging;
 mod support;
