@@ -182,6 +182,11 @@ fn classify_one(
     if !argv_match && locks.is_empty() && listens.is_empty() {
         return None;
     }
+    // systemd itself holds activation sockets (and adopts orphans): it is a
+    // candidate only when it matches the argv rule, which it never does.
+    if !argv_match && p.comm == "systemd" {
+        return None;
+    }
     if is_tracked(snapshot, tracked, &locks, p) {
         return None;
     }
@@ -471,11 +476,7 @@ impl Rules {
             .iter()
             .map(|word| dirs.resolve(&Template::parse(word)).into_os_string())
             .collect();
-        let lock = manifest
-            .orphans
-            .lock
-            .as_ref()
-            .map(|t| PathState::observe(dirs.resolve(t)));
+        let lock = Some(PathState::observe(lock_path(manifest, dirs)));
         let sockets = manifest
             .sockets
             .iter()
@@ -492,6 +493,18 @@ impl Rules {
             owner_uid,
             self_pid: std::process::id(),
         })
+    }
+}
+
+/// Where the off-init guard's lock lives: `[orphans] lock`, else
+/// `{runtime}/initkit/<name>.lock`.
+pub fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
+    match &manifest.orphans.lock {
+        Some(t) => dirs.resolve(t),
+        None => dirs
+            .runtime
+            .join("initkit")
+            .join(format!("{}.lock", manifest.name)),
     }
 }
 

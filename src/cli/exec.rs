@@ -33,7 +33,8 @@ pub const EXIT_PID_MISMATCH: i32 = 3;
 const AFTER_HELP: &str = "\
 Exit codes (before the daemon is executed):
   0  already running (pid N), or the failure budget is exhausted
-  2  error: bad manifest, unsafe socket path, exec failed (nothing was removed)
+  2  error: bad manifest, unsafe socket path, exec failed (nothing was removed),
+     or [orphans] on-start = \"refuse\" found instances the manager does not track
   3  socket-activated but LISTEN_PID mismatch (a wrapper forked?)
 After exec the exit code is the daemon's.";
 
@@ -148,7 +149,7 @@ fn check_passed_names(manifest: &Manifest, passed: &[Passed]) -> Result<(), Stri
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let plan = plan(args)?;
-    orphan_precheck(&plan.manifest, &plan.dirs);
+    orphan_precheck(&plan.manifest, &plan.dirs)?;
     let activation = env::from_env().context("socket activation environment")?;
     match mode(activation) {
         Mode::PidMismatch(m) => {
@@ -187,10 +188,79 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Seam for the orphan issue: apply `[orphans] on-start` with the classifier
-/// from `crate::orphan` once it lands. Until then this reports nothing: the
-/// guard below still refuses to start a second instance.
-fn orphan_precheck(_manifest: &Manifest, _dirs: &Dirs) {}
+/// `[orphans] on-start`: before starting, look for instances the manager
+/// does not track, with the same classifier as `initkit orphans`, and report
+/// them, stop them (`terminate`) or refuse to start (`refuse`, exit 2).
+/// A failed scan is a warning, except under `refuse`, which fails closed.
+fn orphan_precheck(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<()> {
+    use initkit::manifest::OnStart;
+    use initkit::orphan;
+    let name = &manifest.name;
+    let findings = match orphan::find(manifest, dirs, &own_view()) {
+        Ok(findings) => findings,
+        Err(e) if manifest.orphans.on_start == OnStart::Refuse => {
+            return Err(e).context("orphan check before start (on-start = refuse)")
+        }
+        Err(e) => {
+            eprintln!("initkit exec {name}: warning: orphan check skipped: {e}");
+            return Ok(());
+        }
+    };
+    for f in &findings {
+        let reasons: Vec<&str> = f.reasons.iter().map(|r| r.as_str()).collect();
+        eprintln!(
+            "initkit exec {name}: orphan pid {} ({}, {}): {}",
+            f.pid,
+            reasons.join(","),
+            orphan::format_age(f.age_secs),
+            f.argv.join(" ")
+        );
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    match manifest.orphans.on_start {
+        OnStart::Report => Ok(()),
+        OnStart::Terminate => {
+            let grace = Duration::from_secs(u64::from(manifest.stop_timeout.unwrap_or(5)));
+            let report =
+                orphan::kill(&findings, grace).context("stop orphans (on-start = terminate)")?;
+            for pid in report.terminated.iter().chain(&report.killed) {
+                eprintln!("initkit exec {name}: stopped orphan pid {pid}");
+            }
+            for (pid, why) in &report.skipped {
+                eprintln!("initkit exec {name}: left orphan pid {pid} alone: {why:?}");
+            }
+            Ok(())
+        }
+        OnStart::Refuse => {
+            let pids: Vec<String> = findings.iter().map(|f| f.pid.to_string()).collect();
+            bail!(
+                "refusing to start: {} untracked instance(s) run (pid {}); stop them with `initkit orphans --kill`, or set [orphans] on-start",
+                findings.len(),
+                pids.join(", ")
+            )
+        }
+    }
+}
+
+/// The manager's view from inside: under systemd this process sits in its
+/// unit's cgroup, and that cgroup is the instance; anywhere else it runs
+/// off-init and the guard's lock holder is the instance.
+fn own_view() -> initkit::orphan::Tracked {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .map(|t| initkit::scan::parse_cgroup(&t))
+        .unwrap_or_default();
+    let unit = [cgroup.0, cgroup.1]
+        .into_iter()
+        .flatten()
+        .find(|p| p.ends_with(".service"));
+    initkit::orphan::Tracked {
+        guard: unit.is_none(),
+        control_group: unit,
+        ..initkit::orphan::Tracked::default()
+    }
+}
 
 #[cfg(any(target_os = "macos", initkit_check_macos))]
 fn launchd_sockets(manifest: &Manifest) -> anyhow::Result<Option<Vec<Passed>>> {
@@ -201,16 +271,9 @@ fn launchd_sockets(manifest: &Manifest) -> anyhow::Result<Option<Vec<Passed>>> {
     Ok(initkit::activation::launchd::activate_all(&names)?)
 }
 
-/// Where the off-init guard's lock lives: `[orphans] lock`, else
-/// `{runtime}/initkit/<name>.lock`.
+/// Where the off-init guard's lock lives (shared with the orphan scanner).
 fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
-    match &manifest.orphans.lock {
-        Some(t) => dirs.resolve(t),
-        None => dirs
-            .runtime
-            .join("initkit")
-            .join(format!("{}.lock", manifest.name)),
-    }
+    initkit::orphan::lock_path(manifest, dirs)
 }
 
 fn off_init(plan: &Plan) -> anyhow::Result<Outcome> {

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use procfs::FromRead;
 
 use super::{
-    Detail, Fd, FdTarget, FileId, FileLock, Interest, Process, Snapshot, UnixSocket, Unreadable,
+    parse_cgroup, Detail, Fd, FdTarget, FileId, FileLock, Interest, Process, Snapshot, UnixSocket,
+    Unreadable,
 };
 
 /// Snapshot the live `/proc`, with socket path ownership from sock_diag.
@@ -247,25 +248,6 @@ fn read_detail(root: &Path, pid: u32) -> Detail {
         fds,
         partial,
     }
-}
-
-/// The cgroup v2 (`0::`) path and the v1 `name=systemd` path.
-pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
-    let mut v2 = None;
-    let mut v1 = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if id == "0" && controllers.is_empty() {
-            v2 = Some(path.to_owned());
-        } else if controllers == "name=systemd" {
-            v1 = Some(path.to_owned());
-        }
-    }
-    (v2, v1)
 }
 
 /// On the live `/proc` (`live`), `stat` through an fd link reaches the open

@@ -225,6 +225,25 @@ pub fn argv_has_prefix(argv: &[OsString], prefix: &[OsString]) -> bool {
     !prefix.is_empty() && argv.len() >= prefix.len() && argv[..prefix.len()] == *prefix
 }
 
+/// The cgroup v2 (`0::`) path and the v1 `name=systemd` path.
+pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
+    let mut v2 = None;
+    let mut v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            v2 = Some(path.to_owned());
+        } else if controllers == "name=systemd" {
+            v1 = Some(path.to_owned());
+        }
+    }
+    (v2, v1)
+}
+
 /// Snapshot this machine's process table.
 pub fn read(interest: &Interest) -> std::io::Result<Snapshot> {
     imp::read(interest)
