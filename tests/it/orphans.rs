@@ -719,3 +719,124 @@ fn fixture_tree_classification() {
         stale.evidence
     );
 }
+
+/// `initkit ARGS` with the real HOME (where the registry and the user
+/// manager's unit directory live), for installed services.
+fn ik(manager: &UserManager, args: &[&str]) -> Output {
+    run(initkit()
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &manager.runtime_dir)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"))
+}
+
+/// Uninstalls on drop.
+struct Installed {
+    manager: UserManager,
+    name: String,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = ik(&self.manager, &["uninstall", &self.name]);
+    }
+}
+
+/// `status` shows an installed service's orphans, and `orphans` finds them
+/// by name and without arguments (every installed service).
+#[test]
+fn status_and_orphans_cover_installed_services() {
+    let Some(manager) = user_manager() else {
+        return;
+    };
+    let mut case = Case::new();
+    let socket = case.path("echo.sock");
+    let manifest = case.manifest(
+        "",
+        &format!("[[socket]]\nlisten = \"unix:{}\"\n", socket.display()),
+    );
+    let out = ik(&manager, &["install", manifest.to_str().unwrap()]);
+    let installed = Installed {
+        manager: manager.clone(),
+        name: case.name.clone(),
+    };
+    assert!(out.status.success(), "install: {out:?}");
+    let main = ping(&socket);
+    let copy = case.spawn_orphan(&[], &[]);
+
+    let out = ik(&manager, &["status", &case.name, "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let orphans = &json["services"][0]["orphans"];
+    assert_eq!(finding_pids(orphans), vec![u64::from(copy.pid)], "{json:#}");
+    assert_eq!(orphans[0]["reasons"][0], "reparented");
+
+    let out = ik(&manager, &["status", &case.name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{}: orphans: 1 (pid {}, reparented, ",
+            case.name, copy.pid
+        )),
+        "{text}"
+    );
+
+    let out = ik(&manager, &["orphans", &case.name, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(finding_pids(&json["findings"]), vec![u64::from(copy.pid)]);
+    assert!(findings_for(&json, main).is_empty());
+
+    let out = ik(&manager, &["orphans", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        finding_pids(&json["findings"]).contains(&u64::from(copy.pid)),
+        "no arguments covers every installed service: {json:#}"
+    );
+    drop(installed);
+}
+
+/// `initkit exec` applies `[orphans] on-start` before it starts anything.
+#[test]
+fn exec_applies_the_on_start_policy() {
+    let mut case = Case::new();
+    let runtime = case.path("rt");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let exec = |case: &Case| -> Output {
+        run(initkit()
+            .args(["exec", "--manifest"])
+            .arg(case.path("manifest.toml"))
+            .args(["--watch-interval", "0", "--", "/usr/bin/true"])
+            .env("HOME", case.dir.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID"))
+    };
+    let copy = case.spawn_orphan(&[], &[]);
+
+    case.manifest("on-start = \"report\"\n", "");
+    let out = exec(&case);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("orphan pid {}", copy.pid)),
+        "{out:?}"
+    );
+    assert!(copy.alive(), "report only reports");
+
+    case.manifest("on-start = \"refuse\"\n", "");
+    let out = exec(&case);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains(&copy.pid.to_string()),
+        "{stderr}"
+    );
+    assert!(copy.alive(), "refuse touches nothing");
+
+    case.manifest("on-start = \"terminate\"\n", "");
+    let out = exec(&case);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !copy.alive(),
+        "terminate stopped the orphan before the start"
+    );
+}
