@@ -491,11 +491,7 @@ fn status_table(statuses: &[ServiceStatus]) -> String {
         if !s.listen.is_empty() && s.sockets.iter().all(|u| u.active_state == "active") {
             let _ = writeln!(out, "{}: listening on {}", s.name, s.listen.join(", "));
         }
-        if let Some(line) = s
-            .orphans
-            .as_ref()
-            .and_then(|o| super::orphans::status_line(o))
-        {
+        if let Some(line) = s.orphans.as_ref().and_then(super::orphans::status_line) {
             let _ = writeln!(out, "{}: {line}", s.name);
         }
         if s.linger == Some(false) {

@@ -226,7 +226,7 @@ mod imp {
                 revents: 0,
             };
             // SAFETY: pfd is one valid pollfd; timeout 0 does not block.
-            let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+            let rc = unsafe { libc::poll(&raw mut pfd, 1, 0) };
             !(rc > 0 && pfd.revents & libc::POLLIN != 0)
         }
     }
