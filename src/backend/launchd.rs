@@ -147,7 +147,14 @@ pub fn parse_print(text: &str) -> PrintInfo {
             continue;
         }
         let opens = line.ends_with('{') || line.ends_with('[');
-        let closes = line.starts_with('}') || line.starts_with(']') || line.ends_with(']');
+        // `}` or `]` alone closes a block; so does a `]` after whitespace at
+        // the end of a line (a captured `0 = \t\t\t\t]`), but not the `]` of
+        // a value such as `domain = gui/501 [100020]`.
+        let closes = line.starts_with('}')
+            || line.starts_with(']')
+            || line
+                .strip_suffix(']')
+                .is_some_and(|rest| rest.ends_with(char::is_whitespace));
         if depth == 1 && !opens {
             if let Some((key, value)) = line.split_once(" = ") {
                 let value = value.trim();
@@ -535,6 +542,7 @@ impl<R: Runner> ServiceManager for Launchd<R> {
             exec_main_status: exit,
             listen,
             status_text: None,
+            start_limit_hit: false,
             thrash: false,
             thrash_reason: None,
             linger: None,

@@ -7,7 +7,9 @@
 //! - [`launchd::Launchd`]: runs `launchctl` with modern verbs only through one
 //!   command runner; argv building and `launchctl print` parsing are pure.
 //!
-//! [`Native`] is the one cfg seam: launchd on macOS, systemd elsewhere.
+//! [`Native`] is the one cfg seam: launchd on macOS, systemd elsewhere. Both
+//! backends compile everywhere; `--cfg initkit_check_macos` selects launchd
+//! on Linux so the CLI's use of it type-checks there.
 //! File writing, the safe-overwrite rule and the [`registry`] of what initkit
 //! installed are shared, so both managers behave the same.
 //!
@@ -31,20 +33,20 @@ pub mod registry;
 pub mod runner;
 pub mod systemd;
 
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", initkit_check_macos)))]
 pub use systemd::Systemd as Native;
 
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", initkit_check_macos))]
 pub use launchd::Launchd as Native;
 
 /// The native service manager of `scope` (not connected yet).
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", initkit_check_macos)))]
 pub fn native(scope: Scope) -> Result<Native, crate::dirs::DirsError> {
     systemd::Systemd::new(scope)
 }
 
 /// The native service manager of `scope`.
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", initkit_check_macos))]
 pub fn native(scope: Scope) -> Result<Native, crate::dirs::DirsError> {
     Ok(launchd::Launchd::new(scope))
 }
@@ -110,6 +112,11 @@ pub struct ServiceStatus {
     pub listen: Vec<String>,
     /// What the daemon last sent with `STATUS=`.
     pub status_text: Option<String>,
+    /// The service hit its start limit: systemd refused to start it again
+    /// (`Result=start-limit-hit` on the service, or
+    /// `Result=service-start-limit-hit` on a socket that tried to activate it,
+    /// which is where systemd records it for socket-activated services).
+    pub start_limit_hit: bool,
     /// The service is crash-looping: it hit its start limit, or its socket
     /// failed (clients then get ECONNREFUSED).
     pub thrash: bool,
@@ -133,6 +140,14 @@ impl ServiceStatus {
                 .as_ref()
                 .is_some_and(|s| s.active_state == "failed")
     }
+}
+
+/// Whether the service hit its start limit, from unit results; pure.
+pub fn start_limit_hit(service: &UnitState, sockets: &[UnitState]) -> bool {
+    service.result == "start-limit-hit"
+        || sockets
+            .iter()
+            .any(|s| s.result == "service-start-limit-hit")
 }
 
 /// Crash-loop detection from unit states; pure.
@@ -169,7 +184,7 @@ pub enum BackendError {
         address: String,
         manager: &'static str,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A D-Bus call failed; `target` names the unit (or user) it was about.
     #[error("{call} {target}: {source}")]
@@ -177,18 +192,13 @@ pub enum BackendError {
         call: &'static str,
         target: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// A job finished but left the unit in the wrong state.
-    #[error(
-        "{verb} {unit} failed: the unit is {active_state}/{sub_state} (result: {result}){hint}"
-    )]
+    #[error("{verb} {} failed: the unit is {}/{} (result: {}){hint}", state.unit, state.active_state, state.sub_state, state.result)]
     JobFailed {
         verb: &'static str,
-        unit: String,
-        active_state: String,
-        sub_state: String,
-        result: String,
+        state: Box<UnitState>,
         hint: String,
     },
     /// A job did not finish in time.
@@ -217,6 +227,15 @@ pub trait ServiceManager {
 
     /// `systemd` or `launchd`.
     fn kind(&self) -> &'static str;
+
+    /// Adopt the manifest's start/stop timeouts for waiting on jobs.
+    #[must_use]
+    fn with_timeouts_of(self, _manifest: &Manifest) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 
     fn scope(&self) -> Scope;
 
@@ -271,7 +290,7 @@ mod tests {
     fn thrash_from_start_limit_or_failed_socket() {
         let ok = state("e.service", "active", "success");
         let listening = state("e.socket", "active", "success");
-        assert_eq!(thrash_reason(&ok, &[listening.clone()]), None);
+        assert_eq!(thrash_reason(&ok, std::slice::from_ref(&listening)), None);
         assert_eq!(thrash_reason(&ok, &[]), None);
         let hit = state("e.service", "failed", "start-limit-hit");
         assert!(thrash_reason(&hit, &[])

@@ -83,9 +83,29 @@ pub fn dir_in(state: &Path) -> PathBuf {
     state.join("initkit/installed")
 }
 
-/// The registry directory of `scope` for this process.
+/// The registry directory of `scope` for this process: needs `HOME` (or
+/// `XDG_STATE_HOME`) for user scope, nothing else.
 pub fn dir(scope: Scope) -> Result<PathBuf, RegistryError> {
-    Ok(dir_in(&Dirs::current(scope)?.state))
+    let state = match scope {
+        Scope::System => Dirs::system().state,
+        Scope::User => {
+            let abs = |k: &str| {
+                std::env::var_os(k)
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+            };
+            match abs("XDG_STATE_HOME") {
+                Some(state) => state,
+                None => abs("HOME")
+                    .ok_or(DirsError {
+                        variable: "HOME",
+                        placeholder: "state",
+                    })?
+                    .join(".local/state"),
+            }
+        }
+    };
+    Ok(dir_in(&state))
 }
 
 fn record_path(dir: &Path, name: &str) -> PathBuf {

@@ -86,6 +86,25 @@ pub fn unit_dir(scope: Scope, dirs: &Dirs) -> PathBuf {
     }
 }
 
+/// `$XDG_CONFIG_HOME/systemd/user` (default `~/.config/systemd/user`) from
+/// the variables `lookup` reports; needs no `XDG_RUNTIME_DIR`, so
+/// `install --dry-run` works without a session.
+pub fn user_unit_dir(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, DirsError> {
+    let abs = |k: &str| lookup(k).map(PathBuf::from).filter(|p| p.is_absolute());
+    let config = match abs("XDG_CONFIG_HOME") {
+        Some(c) => c,
+        None => abs("HOME")
+            .ok_or(DirsError {
+                variable: "HOME",
+                placeholder: "home",
+            })?
+            .join(".config"),
+    };
+    Ok(config.join("systemd/user"))
+}
+
 /// Unit names of the rendered files, in the order they were rendered.
 fn unit_names(files: &[PathBuf]) -> Vec<String> {
     files
@@ -125,9 +144,9 @@ impl Systemd {
     /// The manager of `scope` as seen from this process's environment. Does
     /// not connect yet.
     pub fn new(scope: Scope) -> Result<Systemd, DirsError> {
-        let dirs = match scope {
-            Scope::User => Dirs::current(Scope::User)?,
-            Scope::System => Dirs::system(),
+        let unit_dir = match scope {
+            Scope::User => user_unit_dir(|k| std::env::var_os(k))?,
+            Scope::System => unit_dir(Scope::System, &Dirs::system()),
         };
         let user_address = (scope == Scope::User).then(|| {
             user_bus_address(
@@ -140,18 +159,25 @@ impl Systemd {
         });
         Ok(Systemd {
             scope,
-            unit_dir: unit_dir(scope, &dirs),
+            unit_dir,
             user_address,
             connection: OnceLock::new(),
             job_timeout: Duration::from_secs(90) + JOB_MARGIN,
         })
     }
 
-    /// Wait at most the manifest's start/stop timeout (plus a margin) for jobs.
-    pub fn with_timeouts_of(mut self, m: &Manifest) -> Systemd {
-        let secs = m.start_timeout.max(m.stop_timeout).unwrap_or(90);
-        self.job_timeout = Duration::from_secs(u64::from(secs)) + JOB_MARGIN;
-        self
+    /// The user manager on the bus at `address` (e.g.
+    /// `unix:path=/run/user/1000/bus`), with units in `unit_dir`; for callers
+    /// that know where the manager is without reading this process's
+    /// environment.
+    pub fn user_at(address: String, unit_dir: PathBuf) -> Systemd {
+        Systemd {
+            scope: Scope::User,
+            unit_dir,
+            user_address: Some(Ok(address)),
+            connection: OnceLock::new(),
+            job_timeout: Duration::from_secs(90) + JOB_MARGIN,
+        }
     }
 
     fn connection(&self) -> Result<&Connection, BackendError> {
@@ -163,7 +189,7 @@ impl Systemd {
                 bus: "system",
                 address: "unix:path=/run/dbus/system_bus_socket".into(),
                 manager: "system manager (PID 1 systemd)",
-                source,
+                source: Box::new(source),
             })?,
             Some(Err(_)) => return Err(BackendError::NoUserBus),
             Some(Ok(address)) => zbus::blocking::connection::Builder::address(address.as_str())
@@ -172,7 +198,7 @@ impl Systemd {
                     bus: "user",
                     address: address.clone(),
                     manager: "systemd user manager",
-                    source,
+                    source: Box::new(source),
                 })?,
         };
         Ok(self.connection.get_or_init(|| connection))
@@ -180,11 +206,8 @@ impl Systemd {
 
     fn manager(&self) -> Result<ManagerProxy<'_>, BackendError> {
         let conn = self.connection()?;
-        ManagerProxy::new(conn).map_err(|source| BackendError::Call {
-            call: "connect to",
-            target: "org.freedesktop.systemd1".into(),
-            source,
-        })
+        ManagerProxy::new(conn)
+            .map_err(|source| call_err("connect to", "org.freedesktop.systemd1", source))
     }
 
     /// Load a unit (from disk if needed) and return its object path.
@@ -221,17 +244,18 @@ impl Systemd {
     fn unit_result(&self, unit: &str, path: &OwnedObjectPath) -> Result<String, BackendError> {
         let conn = self.connection()?;
         let err = |e| call_err("get Result of", unit, e);
-        let r = if unit.ends_with(".service") {
+        let kind = unit.rsplit_once('.').map(|(_, kind)| kind);
+        let r = if kind == Some("service") {
             ServiceProxy::builder(conn)
                 .path(path.clone())
                 .and_then(zbus::blocking::proxy::Builder::build)
                 .and_then(|p| p.result())
-        } else if unit.ends_with(".socket") {
+        } else if kind == Some("socket") {
             SocketProxy::builder(conn)
                 .path(path.clone())
                 .and_then(zbus::blocking::proxy::Builder::build)
                 .and_then(|p| p.result())
-        } else if unit.ends_with(".timer") {
+        } else if kind == Some("timer") {
             TimerProxy::builder(conn)
                 .path(path.clone())
                 .and_then(zbus::blocking::proxy::Builder::build)
@@ -327,9 +351,10 @@ impl Systemd {
             return Ok(());
         }
         let hint = match state.result.as_str() {
-            "start-limit-hit" | "service-start-limit-hit" => format!(
+            "start-limit-hit" | "service-start-limit-hit" => {
                 "; it crashed too often: fix the daemon, then `initkit start` resets the limit"
-            ),
+                    .to_owned()
+            }
             _ if verb != "stop" => format!(
                 "; see `initkit logs {}`",
                 unit.rsplit_once('.').map_or(unit, |(base, _)| base)
@@ -338,10 +363,7 @@ impl Systemd {
         };
         Err(BackendError::JobFailed {
             verb,
-            unit: unit.to_owned(),
-            active_state: state.active_state,
-            sub_state: state.sub_state,
-            result: state.result,
+            state: Box::new(state),
             hint,
         })
     }
@@ -351,7 +373,7 @@ fn call_err(call: &'static str, target: &str, source: zbus::Error) -> BackendErr
     BackendError::Call {
         call,
         target: target.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -366,6 +388,14 @@ impl ServiceManager for Systemd {
 
     fn kind(&self) -> &'static str {
         "systemd"
+    }
+
+    /// Wait at most the manifest's start/stop timeout (default 90 s) plus
+    /// 30 s for a job.
+    fn with_timeouts_of(mut self, m: &Manifest) -> Systemd {
+        let secs = m.start_timeout.max(m.stop_timeout).unwrap_or(90).max(90);
+        self.job_timeout = Duration::from_secs(u64::from(secs)) + JOB_MARGIN;
+        self
     }
 
     fn scope(&self) -> Scope {
@@ -410,9 +440,11 @@ impl ServiceManager for Systemd {
     }
 
     /// The socket keeps listening (same inode, connections queue) while the
-    /// service restarts.
+    /// service restarts. Like `start`, an explicit restart first resets the
+    /// failed state and start rate limit: systemd counts every start, manual
+    /// ones too, so twenty quick restarts would otherwise hit the limit.
     fn restart_steps(&self, m: &Manifest) -> Vec<Step> {
-        let mut steps = Vec::new();
+        let mut steps = vec![Step::ResetFailed(units(m))];
         if !m.sockets.is_empty() || m.timer_unit().is_some() {
             steps.extend(m.entry_units().into_iter().map(Step::Start));
         }
@@ -496,6 +528,7 @@ impl ServiceManager for Systemd {
             listen.extend(addresses.into_iter().map(|(_, address)| address));
         }
         let thrash = thrash_reason(&service, &sockets);
+        let start_limit_hit = super::start_limit_hit(&service, &sockets);
         let linger = match self.scope {
             Scope::User => super::linger::current_user_lingers(),
             Scope::System => None,
@@ -513,6 +546,7 @@ impl ServiceManager for Systemd {
             exec_main_status: Some(exec_main_status),
             listen,
             status_text: (!status_text.is_empty()).then_some(status_text),
+            start_limit_hit,
             thrash: thrash.is_some(),
             thrash_reason: thrash,
             linger,
@@ -611,7 +645,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            sd.restart_steps(&m),
+            sd.restart_steps(&m)[1..],
             [
                 Step::Start("echo.socket".into()),
                 Step::Restart("echo.service".into())
@@ -641,7 +675,13 @@ mod tests {
             sd.install_steps(&m, &files, false),
             [Step::Reload, Step::Enable(vec!["echo.service".into()])]
         );
-        assert_eq!(sd.restart_steps(&m), [Step::Restart("echo.service".into())]);
+        assert_eq!(
+            sd.restart_steps(&m),
+            [
+                Step::ResetFailed(vec!["echo.service".into()]),
+                Step::Restart("echo.service".into())
+            ]
+        );
         assert_eq!(
             unit_dir(Scope::System, &Dirs::system()),
             PathBuf::from("/etc/systemd/system")

@@ -12,6 +12,8 @@ use initkit::manifest::{Manifest, Scope};
 
 use super::{load_manifest, Outcome, ScopeArg};
 
+// clap flags: each bool is one independent switch.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
     /// The service manifest (TOML)
@@ -111,7 +113,7 @@ fn plan_install(args: &InstallArgs) -> anyhow::Result<InstallPlan> {
     if args.linger && scope != Scope::User {
         bail!("--linger only applies to user services");
     }
-    let backend = backend::native(scope)?;
+    let backend = backend::native(scope)?.with_timeouts_of(&manifest);
     let source_name = manifest_path
         .file_name()
         .map_or_else(|| "manifest".into(), |n| n.to_string_lossy().into_owned());
@@ -313,7 +315,7 @@ pub fn uninstall(args: &NameArgs) -> anyhow::Result<Outcome> {
             target.scope.as_str()
         );
     };
-    let backend = backend::native(installed.scope)?;
+    let backend = backend::native(installed.scope)?.with_timeouts_of(&installed.manifest);
     let (before, after) = backend.uninstall_steps(&installed.manifest, &installed.files);
     perform_all(&backend, &installed.name, &before)?;
     for file in &installed.files {
@@ -334,7 +336,7 @@ fn lifecycle(
     steps: impl Fn(&Native, &Manifest) -> Vec<<Native as ServiceManager>::Step>,
 ) -> anyhow::Result<Outcome> {
     let target = resolve(&args.service, args.scope)?;
-    let backend = backend::native(target.scope)?;
+    let backend = backend::native(target.scope)?.with_timeouts_of(&target.manifest);
     perform_all(
         &backend,
         &target.manifest.name,
