@@ -249,3 +249,47 @@ pub(super) fn tracked_from(kind: &str, view: ManagerView) -> Tracked {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_shows_each_orphan_with_its_headline_and_age() {
+        let list = serde_json::json!([
+            {"pid": 62068, "reasons": ["reparented", "stopped"], "age_secs": 1980},
+            {"pid": 7, "reasons": ["stale-lock", "untracked"], "age_secs": 5},
+        ]);
+        assert_eq!(
+            status_line(&list).unwrap(),
+            "orphans: 2 (pid 62068, reparented, 33m; pid 7, stale-lock, 5s)"
+        );
+        assert_eq!(status_line(&serde_json::json!([])), None);
+    }
+
+    /// Pure mapping of the backend's view; launchd's is tested here because
+    /// launchd cannot run on this machine.
+    #[test]
+    fn manager_views_map_onto_tracked() {
+        let running = ManagerView {
+            control_group: None,
+            main_pid: Some(40),
+            pids: vec![40],
+        };
+        let t = tracked_from("launchd", running);
+        assert_eq!(t.launchd_pid, Some(40));
+        assert!(!t.guard && t.control_group.is_none() && t.main_pid.is_none());
+        let t = tracked_from("systemd", ManagerView::default());
+        assert!(t.guard, "no instance under the manager: off-init rules");
+        let t = tracked_from(
+            "systemd",
+            ManagerView {
+                control_group: Some("/a.service".into()),
+                main_pid: Some(9),
+                pids: vec![9, 10],
+            },
+        );
+        assert_eq!(t.control_group.as_deref(), Some("/a.service"));
+        assert_eq!((t.main_pid, t.pids.len(), t.guard), (Some(9), 2, false));
+    }
+}
