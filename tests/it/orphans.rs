@@ -840,3 +840,82 @@ fn exec_applies_the_on_start_policy() {
         "terminate stopped the orphan before the start"
     );
 }
+
+/// The example daemon built next to the initkit binary (`cargo test` builds
+/// examples).
+fn echo_daemon() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_initkit"));
+    let path = bin.parent().unwrap().join("examples/echo_daemon");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// Case 1 with the real example service installed by initkit: a copy of
+/// echo_daemon started by hand (setsid, on its own path) is `reparented`;
+/// `--kill` removes it and the unit's MainPID survives.
+#[test]
+fn hand_started_copy_of_the_installed_example_service() {
+    let Some(manager) = user_manager() else {
+        return;
+    };
+    let case = Case::new();
+    let echo = echo_daemon();
+    let socket = case.path("echo.sock");
+    let manifest = case.path("echo.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = {:?}\ncommand = [{:?}]\nreadiness = \"notify\"\n[[socket]]\nlisten = \"unix:{}\"\n",
+            case.name,
+            echo.display().to_string(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let out = ik(&manager, &["install", manifest.to_str().unwrap()]);
+    let installed = Installed {
+        manager: manager.clone(),
+        name: case.name.clone(),
+    };
+    assert!(out.status.success(), "install: {out:?}");
+    let main = ping(&socket);
+    assert_eq!(
+        manager.prop(&format!("{}.service", case.name), "MainPID"),
+        main.to_string()
+    );
+
+    let copy_socket = case.path("copy.sock");
+    let status = Command::new("setsid")
+        .arg("-f")
+        .arg(&echo)
+        .arg("--bind")
+        .arg(&copy_socket)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(wait_until(10.0, || UnixStream::connect(&copy_socket).is_ok()));
+    let copy = Spawned::new(ping(&copy_socket), &echo);
+    assert_eq!(stat_ppid(copy.pid), 1);
+
+    let out = ik(&manager, &["orphans", &case.name, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(finding_pids(&json["findings"]), vec![u64::from(copy.pid)]);
+    assert_eq!(json["findings"][0]["reasons"][0], "reparented");
+
+    let out = ik(&manager, &["orphans", &case.name, "--kill", "--grace", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!copy.alive());
+    assert_eq!(
+        ping(&socket),
+        main,
+        "the unit's MainPID survived and answers"
+    );
+    let out = ik(&manager, &["orphans", &case.name]);
+    assert_eq!(out.status.code(), Some(0), "rescan is clean: {out:?}");
+    drop(installed);
+}
