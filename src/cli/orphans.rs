@@ -215,17 +215,41 @@ fn skipped_text(why: &orphan::Skipped) -> String {
 }
 
 /// What the service manager tracks for the service. A manager that runs no
-/// instance (unit not loaded or inactive), or a user scope without any user
-/// manager, means off-init: the guard's lock holder is the instance.
+/// instance (unit not loaded or inactive) means off-init: the guard's lock
+/// holder is the instance. So does a machine without that manager at all:
+/// no bus socket (or none listening), or a bus without systemd on it. Any
+/// other failure to ask is an error: nothing is killed on a guess.
 fn manager_view(manifest: &Manifest, scope: Scope) -> anyhow::Result<Tracked> {
+    let off_init = Tracked {
+        guard: true,
+        ..Tracked::default()
+    };
     let backend = backend::native(scope)?;
     match backend.manager_view(manifest) {
         Ok(view) => Ok(tracked_from(backend.kind(), view)),
-        Err(BackendError::NoUserBus) if scope == Scope::User => Ok(Tracked {
-            guard: true,
-            ..Tracked::default()
-        }),
+        Err(e) if no_manager(&e) => Ok(off_init),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The error says there is no such manager here, not that asking failed.
+fn no_manager(err: &BackendError) -> bool {
+    match err {
+        BackendError::NoUserBus => true,
+        BackendError::Connect { address, .. } => address
+            .strip_prefix("unix:path=")
+            .map(|path| path.split(',').next().unwrap_or(path))
+            .is_some_and(|path| {
+                let path = std::path::Path::new(path);
+                !path.exists() || std::os::unix::net::UnixStream::connect(path).is_err()
+            }),
+        BackendError::Call { source, .. } => matches!(
+            source.as_ref(),
+            zbus::Error::MethodError(name, _, _)
+                if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
+                    || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner"
+        ),
+        _ => false,
     }
 }
 

@@ -919,3 +919,68 @@ fn hand_started_copy_of_the_installed_example_service() {
     assert_eq!(out.status.code(), Some(0), "rescan is clean: {out:?}");
     drop(installed);
 }
+
+/// Off-init with no service manager at all (no bus in XDG_RUNTIME_DIR): the
+/// instance `initkit exec` started holds the guard's live lock and is the
+/// tracked one; a copy started by hand next to it is reported.
+#[test]
+fn off_init_the_guarded_instance_is_tracked_and_a_copy_is_not() {
+    let case = Case::new();
+    let echo = echo_daemon();
+    let runtime = case.path("rt");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let socket = case.path("echo.sock");
+    let manifest = case.path("manifest.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = {:?}\ncommand = [{:?}]\n[[socket]]\nlisten = \"unix:{}\"\n",
+            case.name,
+            echo.display().to_string(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("setsid")
+        .arg("-f")
+        .arg(env!("CARGO_BIN_EXE_initkit"))
+        .args(["exec", "--watch-interval", "0", "--manifest"])
+        .arg(&manifest)
+        .env("HOME", case.dir.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(wait_until(10.0, || UnixStream::connect(&socket).is_ok()));
+    let instance = Spawned::new(ping(&socket), &echo);
+
+    let copy_socket = case.path("copy.sock");
+    assert!(Command::new("setsid")
+        .arg("-f")
+        .arg(&echo)
+        .arg("--bind")
+        .arg(&copy_socket)
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_until(10.0, || UnixStream::connect(&copy_socket).is_ok()));
+    let copy = Spawned::new(ping(&copy_socket), &echo);
+
+    let out = run(initkit()
+        .args(["orphans", "--json"])
+        .arg(&manifest)
+        .env("HOME", case.dir.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        finding_pids(&json["findings"]),
+        vec![u64::from(copy.pid)],
+        "the guarded instance {} is tracked: {json:#}",
+        instance.pid
+    );
+}
