@@ -222,7 +222,7 @@ fn classify_one(
         reasons.push(Reason::Stopped);
         evidence.push("state T (stopped)".to_owned());
     }
-    let uid = p.detail.as_ref().map(|d| d.uid).filter(|u| *u != u32::MAX);
+    let uid = p.detail.as_ref().and_then(|d| d.uid);
     match uid {
         Some(uid) if uid != rules.owner_uid => {
             reasons.push(Reason::ForeignUid);
@@ -584,7 +584,7 @@ mod tests {
             comm: comm.into(),
             argv: argv.iter().map(OsString::from).collect(),
             detail: Some(Detail {
-                uid: 1000,
+                uid: Some(1000),
                 exe: None,
                 cgroup_v2: Some("/".into()),
                 cgroup_systemd: None,
@@ -709,7 +709,7 @@ mod tests {
     fn foreign_uid_stopped_and_age() {
         let mut p = process(70, 69, &["/bin/echod"], "echod");
         p.state = 'T';
-        p.detail.as_mut().unwrap().uid = 0;
+        p.detail.as_mut().unwrap().uid = Some(0);
         p.start_ticks = 100 * 40; // started 40 s after boot, 60 s ago
         let snap = snapshot(vec![process(69, 1, &["/bin/sh"], "sh"), p]);
         let found = classify(&snap, &rules(), &Tracked::default());

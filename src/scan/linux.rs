@@ -219,10 +219,10 @@ fn read_detail(root: &Path, pid: u32) -> Detail {
         .map_err(|e| e.to_string())
         .and_then(|b| procfs::process::Status::from_read(&b[..]).map_err(|e| e.to_string()))
     {
-        Ok(status) => status.ruid,
+        Ok(status) => Some(status.ruid),
         Err(e) => {
             partial.push(format!("status: {e}"));
-            u32::MAX
+            None
         }
     };
     let exe = std::fs::read_link(dir.join("exe")).ok();

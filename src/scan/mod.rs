@@ -113,8 +113,8 @@ pub enum FdTarget {
 /// The files read only for candidates.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Detail {
-    /// Real uid.
-    pub uid: u32,
+    /// Real uid; `None` when `status` could not be read.
+    pub uid: Option<u32>,
     pub exe: Option<PathBuf>,
     /// cgroup v2 path (the `0::` line).
     pub cgroup_v2: Option<String>,
