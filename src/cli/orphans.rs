@@ -208,6 +208,9 @@ fn skipped_text(why: &orphan::Skipped) -> String {
         orphan::Skipped::ForeignUid => "another user's process".to_owned(),
         orphan::Skipped::UnknownUid => "its uid could not be read".to_owned(),
         orphan::Skipped::Gone => "it had already exited".to_owned(),
+        orphan::Skipped::PermissionDenied => {
+            "not permitted to signal it (run as its user or root)".to_owned()
+        }
         orphan::Skipped::Recycled { .. } => {
             "the pid now names another process (start time or uid changed)".to_owned()
         }
