@@ -278,6 +278,7 @@ pub unsafe fn remove_activation_vars() {
 mod tests {
     use super::*;
 
+    #[allow(clippy::unnecessary_wraps)]
     fn os(s: &str) -> Option<&OsStr> {
         Some(OsStr::new(s))
     }

@@ -174,7 +174,7 @@ pub fn inspect(fd: RawFd, name: &str) -> Result<SocketInfo, FdError> {
     // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat only writes into `st`; a closed fd yields EBADF.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+    if unsafe { libc::fstat(fd, std::ptr::addr_of_mut!(st)) } != 0 {
         return Err(FdError::NotOpen {
             fd,
             name: name.to_owned(),
@@ -198,7 +198,7 @@ pub fn inspect(fd: RawFd, name: &str) -> Result<SocketInfo, FdError> {
                 libc::SOL_SOCKET,
                 opt,
                 std::ptr::addr_of_mut!(value).cast(),
-                &mut len,
+                std::ptr::addr_of_mut!(len),
             )
         };
         if rc == 0 {
@@ -224,7 +224,14 @@ pub fn inspect(fd: RawFd, name: &str) -> Result<SocketInfo, FdError> {
     let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_storage>())
         .expect("sockaddr_storage fits socklen_t");
     // SAFETY: addr/len describe a sockaddr_storage owned by this frame.
-    if unsafe { libc::getsockname(fd, std::ptr::addr_of_mut!(addr).cast(), &mut len) } != 0 {
+    if unsafe {
+        libc::getsockname(
+            fd,
+            std::ptr::addr_of_mut!(addr).cast(),
+            std::ptr::addr_of_mut!(len),
+        )
+    } != 0
+    {
         return Err(os("getsockname"));
     }
     let family = match i32::from(addr.ss_family) {

@@ -2,12 +2,14 @@
 //! the sockets.
 //!
 //! 1. **Lock.** Open the lock file (`O_NOFOLLOW | O_CLOEXEC`, mode 0600,
-//!    parent directories created 0700) and `flock` it without blocking. A
+//!    missing parent directories created 0700) and `flock` it without
+//!    blocking. A
 //!    held lock means another instance runs: [`Acquired::AlreadyRunning`]
 //!    with the pid written in the file. A caller that loses must exit **0**
 //!    ("already running (pid N)"), or a restart policy respawns it forever.
-//! 2. **Bind.** Holding the lock, bind each unix socket path. The kernel's
-//!    atomic bind is the enforcer. When the path exists:
+//! 2. **Bind.** Holding the lock, bind each unix socket path (missing parents
+//!    0700, or 0755 when the socket's mode lets others connect). The
+//!    kernel's atomic bind is the enforcer. When the path exists:
 //!    - not a socket (regular file, directory, symlink...): refused, never
 //!      removed;
 //!    - a socket with mode 000: refused (it was disabled on purpose; root
@@ -48,6 +50,11 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub type Ping = Box<dyn Fn(&mut UnixStream) -> io::Result<()> + Send + Sync>;
 
 /// Device and inode: what a path must still name for this process to own it.
+///
+/// Sound while this process holds the object: an open lock fd and a bound
+/// socket both pin their inode, so its number cannot be reused by a file
+/// created after an `rm`. (After the holder is gone a filesystem may recycle
+/// the number; cleanup at exit runs while the socket is still open.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
     pub dev: u64,
@@ -214,11 +221,13 @@ impl fmt::Display for GuardError {
                 "refusing to replace {}: a socket with mode 000 (disabled on purpose?) sits there",
                 path.display()
             ),
-            GuardError::PermissionDenied { path, source } => write!(
-                f,
-                "cannot tell whether {} is stale: connect: {source}; refusing to replace it",
-                path.display()
-            ),
+            GuardError::PermissionDenied { path, source } | GuardError::Probe { path, source } => {
+                write!(
+                    f,
+                    "cannot tell whether {} is stale: connect: {source}; refusing to replace it",
+                    path.display()
+                )
+            }
             GuardError::Busy { path } => write!(
                 f,
                 "a listener at {} has a full backlog (busy or hung); refusing to replace it",
@@ -231,11 +240,6 @@ impl fmt::Display for GuardError {
                 }
                 write!(f, " accepts connections but failed the ping ({source}); hung? refusing to replace it")
             }
-            GuardError::Probe { path, source } => write!(
-                f,
-                "cannot tell whether {} is stale: connect: {source}; refusing to replace it",
-                path.display()
-            ),
             GuardError::Bind {
                 name,
                 path,
@@ -353,6 +357,21 @@ impl WatchSet {
             })
     }
 
+    /// For a process other than the daemon (the `initkit exec` watcher),
+    /// after the daemon exited: unlink each socket path that still names our
+    /// inode and on which nobody listens any more (`ECONNREFUSED`). A daemon
+    /// that forked away and still serves the path keeps it.
+    pub fn cleanup_stale_sockets(&self) {
+        for (path, id) in &self.sockets {
+            if matches!(lstat_id(path), Ok(Some(now)) if now == *id)
+                && matches!(probe(path), Ok(Probe::Refused))
+                && matches!(lstat_id(path), Ok(Some(now)) if now == *id)
+            {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
     /// Unlink each socket path that still names the inode this process bound.
     pub fn cleanup_sockets(&self) {
         for (path, id) in &self.sockets {
@@ -468,11 +487,12 @@ impl Drop for Guard {
     }
 }
 
-fn create_parent(path: &Path) -> Result<(), GuardError> {
+/// Create missing parent directories with `mode` (existing ones are left alone).
+fn create_parent(path: &Path, mode: u32) -> Result<(), GuardError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(parent)
             .map_err(|source| GuardError::CreateDir {
                 path: parent.to_owned(),
@@ -658,7 +678,7 @@ impl GuardSpec {
     /// `Ok(Ok(held))`, or `Ok(Err(running))` when another process holds it.
     #[allow(clippy::type_complexity)]
     fn lock_file(&self) -> Result<Result<(OwnedFd, FileId), Running>, GuardError> {
-        create_parent(&self.lock)?;
+        create_parent(&self.lock, 0o700)?;
         let open_err = |source| GuardError::OpenLock {
             path: self.lock.clone(),
             source,
@@ -715,7 +735,9 @@ impl GuardSpec {
     }
 
     fn bind_one(&self, spec: &UnixSpec) -> Result<Result<Bound, Running>, GuardError> {
-        create_parent(&spec.path)?;
+        // A socket others may use needs a directory they can traverse.
+        let shared = spec.mode.is_some_and(|m| m & 0o077 != 0);
+        create_parent(&spec.path, if shared { 0o755 } else { 0o700 })?;
         let started = Instant::now();
         for _ in 0..1000 {
             match bind_listen(spec) {
@@ -741,7 +763,8 @@ impl GuardSpec {
                     kind: file_kind(&meta),
                 });
             }
-            if meta.permissions().mode() & 0o777 == 0 {
+            if meta.permissions().mode().trailing_zeros() >= 9 {
+                // mode 000
                 return Err(GuardError::Disabled { path: path.clone() });
             }
             match probe(path)? {
@@ -964,6 +987,21 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("state/x.lock")).unwrap();
         let err = spec(dir.path()).acquire().unwrap_err().to_string();
         assert!(err.contains("it is a symlink"), "{err}");
+    }
+
+    #[test]
+    fn stale_cleanup_keeps_a_path_someone_still_listens_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = won(spec(dir.path()).acquire().unwrap());
+        let mut sockets = g.listeners().unwrap();
+        let listener = sockets.take_unix_listener("control").unwrap();
+        let w = g.hold_until_exit();
+        let sock = dir.path().join("run/x.sock");
+        w.cleanup_stale_sockets();
+        assert!(sock.exists(), "still listened on: kept");
+        drop(listener);
+        w.cleanup_stale_sockets();
+        assert!(!sock.exists(), "nobody listens: removed");
     }
 
     #[test]

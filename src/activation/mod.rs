@@ -4,7 +4,7 @@
 //!
 //! | module | what it models |
 //! |---|---|
-//! | [`env`] | `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` and the watchdog variables; pure [`env::parse`] |
+//! | [`mod@env`] | `LISTEN_PID`/`LISTEN_FDS`/`LISTEN_FDNAMES` and the watchdog variables; pure [`env::parse`] |
 //! | [`fd`] | passed fds → validated, CLOEXEC, typed sockets handed out once by name |
 //! | [`notify`] | [`notify::NotifyState`] (its `Display` is the wire format) and [`notify::notify`] |
 //! | [`guard`] | lock + bind + inode watch, for when no init system passed sockets |
@@ -19,18 +19,26 @@
 //! let mut sockets = match activation::listeners(&["control"])? {
 //!     Some(passed) => passed,
 //!     // Not started by an init system: guard the single instance ourselves.
-//!     None => match GuardSpec::new("/tmp/echo/echo.lock")
-//!         .unix_socket("control", "/tmp/echo/echo.sock", Some(0o600), None)
+//!     None => match GuardSpec::new("/run/user/1000/echo/echo.lock")
+//!         .unix_socket("control", "/run/user/1000/echo/echo.sock", Some(0o600), None)
 //!         .acquire()?
 //!     {
 //!         Acquired::Won(mut guard) => {
-//!             let l = guard.listeners()?;
-//!             std::mem::forget(guard); // or keep it alive for cleanup on exit
-//!             l
+//!             let sockets = guard.listeners()?;
+//!             // Keep the lock for the life of the process; stop when a path
+//!             // is taken away (e.g. `rm -rf` of the directory).
+//!             let watch = guard.hold_until_exit();
+//!             let cleanup = watch.clone();
+//!             watch.spawn(std::time::Duration::from_millis(500), move |lost| {
+//!                 eprintln!("{lost}");
+//!                 cleanup.cleanup_sockets();
+//!                 std::process::exit(0);
+//!             })?;
+//!             sockets
 //!         }
 //!         Acquired::AlreadyRunning(running) => {
-//!             eprintln!("{running}");
-//!             std::process::exit(0);
+//!             eprintln!("{running}"); // "already running (pid N)"
+//!             std::process::exit(0); // 0: a restart policy must not respawn a loser
 //!         }
 //!     },
 //! };
@@ -84,6 +92,7 @@ mod imp {
 mod imp {
     use super::{Error, Listeners};
 
+    #[allow(clippy::unnecessary_wraps)] // same signature as the macOS version
     pub fn launchd_listeners(_names: &[&str]) -> Result<Option<Listeners>, Error> {
         Ok(None)
     }

@@ -11,6 +11,10 @@ use std::fmt;
 use std::io;
 use std::os::unix::net::UnixDatagram;
 
+/// How often `WATCHDOG=1` must be sent, when the manager asked for it
+/// (`WATCHDOG_USEC`, for this pid per `WATCHDOG_PID`). Send at half of it.
+pub use super::env::watchdog_usec;
+
 /// One `KEY=VALUE` line of a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyState {

@@ -177,22 +177,21 @@ pub enum BackendError {
     /// Neither `$DBUS_SESSION_BUS_ADDRESS` nor `$XDG_RUNTIME_DIR` is set.
     #[error("cannot find the user bus: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set (under sudo or su, log in as the user, e.g. `machinectl shell USER@`, or export XDG_RUNTIME_DIR=/run/user/$(id -u)); for a system service use --scope system")]
     NoUserBus,
-    /// The bus socket is not there.
-    #[error("cannot connect to the {bus} bus at {address}: {source} (is the {manager} running? for a user service, log in as the user so that systemd --user runs, or enable linger)")]
+    /// The bus cannot be reached. (The D-Bus error is part of the message,
+    /// not a chained source, so `{err:#}` does not repeat it.)
+    #[error("cannot connect to the {bus} bus at {address}: {error} ({hint})")]
     Connect {
         bus: &'static str,
         address: String,
-        manager: &'static str,
-        #[source]
-        source: Box<zbus::Error>,
+        hint: &'static str,
+        error: Box<zbus::Error>,
     },
     /// A D-Bus call failed; `target` names the unit (or user) it was about.
-    #[error("{call} {target}: {source}")]
+    #[error("{call} {target}: {error}")]
     Call {
         call: &'static str,
         target: String,
-        #[source]
-        source: Box<zbus::Error>,
+        error: Box<zbus::Error>,
     },
     /// A job finished but left the unit in the wrong state.
     #[error("{verb} {} failed: the unit is {}/{} (result: {}){hint}", state.unit, state.active_state, state.sub_state, state.result)]
@@ -260,6 +259,11 @@ pub trait ServiceManager {
     fn start_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;
     fn stop_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;
     fn restart_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;
+
+    /// Make sure the manager can be reached before anything is written.
+    fn connect(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// Do one step and wait until the manager finished it.
     fn perform(&self, step: &Self::Step) -> Result<(), BackendError>;

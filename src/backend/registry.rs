@@ -37,20 +37,12 @@ const VERSION: u32 = 1;
 pub enum RegistryError {
     #[error(transparent)]
     Dirs(#[from] DirsError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("{}: not an initkit install record: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
-    #[error("{}: the recorded manifest no longer validates: {source}", path.display())]
-    Manifest {
-        path: PathBuf,
-        #[source]
-        source: ManifestError,
-    },
+    #[error("{}: the recorded manifest no longer validates: {error}", path.display())]
+    Manifest { path: PathBuf, error: ManifestError },
 }
 
 /// One installed service.
@@ -115,7 +107,7 @@ fn record_path(dir: &Path, name: &str) -> PathBuf {
 fn read(path: &Path) -> Result<Installed, RegistryError> {
     let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     })?;
     let record: Record = serde_json::from_str(&text).map_err(|e| RegistryError::Corrupt {
         path: path.to_owned(),
@@ -128,9 +120,9 @@ fn read(path: &Path) -> Result<Installed, RegistryError> {
         });
     }
     let mut manifest =
-        Manifest::from_toml(&record.manifest).map_err(|source| RegistryError::Manifest {
+        Manifest::from_toml(&record.manifest).map_err(|error| RegistryError::Manifest {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     manifest.scope = record.scope;
     Ok(Installed {
@@ -152,7 +144,7 @@ pub fn list_in(dir: &Path) -> Result<Vec<Installed>, RegistryError> {
         Err(source) => {
             return Err(RegistryError::Io {
                 path: dir.to_owned(),
-                source,
+                error: source,
             })
         }
     };
@@ -160,7 +152,7 @@ pub fn list_in(dir: &Path) -> Result<Vec<Installed>, RegistryError> {
     for entry in entries {
         let entry = entry.map_err(|source| RegistryError::Io {
             path: dir.to_owned(),
-            source,
+            error: source,
         })?;
         let path = entry.path();
         let name = entry.file_name();
@@ -188,7 +180,7 @@ pub fn get_in(dir: &Path, name: &str) -> Result<Option<Installed>, RegistryError
 pub fn save_in(dir: &Path, installed: &Installed) -> Result<(), RegistryError> {
     let io_err = |path: &Path| {
         let path = path.to_owned();
-        move |source| RegistryError::Io { path, source }
+        move |error| RegistryError::Io { path, error }
     };
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let record = Record {
@@ -209,7 +201,9 @@ pub fn save_in(dir: &Path, installed: &Installed) -> Result<(), RegistryError> {
 pub fn remove_in(dir: &Path, name: &str) -> Result<(), RegistryError> {
     let path = record_path(dir, name);
     match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(RegistryError::Io { path, source: e }),
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(RegistryError::Io { path, error })
+        }
         _ => Ok(()),
     }
 }

@@ -32,8 +32,7 @@ pub struct CommandError {
     /// `None` when it could not be spawned or was killed by a signal.
     pub code: Option<i32>,
     pub stderr: String,
-    /// Set when spawning failed.
-    #[source]
+    /// Set when spawning failed (part of the message, not a chained source).
     pub spawn: Option<std::io::Error>,
 }
 

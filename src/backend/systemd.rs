@@ -185,20 +185,22 @@ impl Systemd {
             return Ok(c);
         }
         let connection = match &self.user_address {
-            None => Connection::system().map_err(|source| BackendError::Connect {
+            None => Connection::system().map_err(|error| BackendError::Connect {
                 bus: "system",
-                address: "unix:path=/run/dbus/system_bus_socket".into(),
-                manager: "system manager (PID 1 systemd)",
-                source: Box::new(source),
+                address: std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| {
+                    "unix:path=/var/run/dbus/system_bus_socket".to_owned()
+                }),
+                hint: "is this machine booted with systemd? system services need the system bus and PID 1 systemd",
+                error: Box::new(error),
             })?,
             Some(Err(_)) => return Err(BackendError::NoUserBus),
             Some(Ok(address)) => zbus::blocking::connection::Builder::address(address.as_str())
                 .and_then(zbus::blocking::connection::Builder::build)
-                .map_err(|source| BackendError::Connect {
+                .map_err(|error| BackendError::Connect {
                     bus: "user",
                     address: address.clone(),
-                    manager: "systemd user manager",
-                    source: Box::new(source),
+                    hint: "is the systemd user manager running? log in as the user so that systemd --user runs, or enable linger",
+                    error: Box::new(error),
                 })?,
         };
         Ok(self.connection.get_or_init(|| connection))
@@ -373,7 +375,7 @@ fn call_err(call: &'static str, target: &str, source: zbus::Error) -> BackendErr
     BackendError::Call {
         call,
         target: target.to_owned(),
-        source: Box::new(source),
+        error: Box::new(source),
     }
 }
 
@@ -450,6 +452,14 @@ impl ServiceManager for Systemd {
         }
         steps.push(Step::Restart(m.service_unit()));
         steps
+    }
+
+    fn connect(&self) -> Result<(), BackendError> {
+        // A proxy alone does not talk to the bus; ask the manager something.
+        self.manager()?
+            .list_jobs()
+            .map(drop)
+            .map_err(|e| call_err("ListJobs on", "org.freedesktop.systemd1", e))
     }
 
     fn perform(&self, step: &Step) -> Result<(), BackendError> {

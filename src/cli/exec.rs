@@ -6,11 +6,11 @@
 //! | systemd (`LISTEN_FDS` for this pid) | checks the passed fds and names, execs unchanged |
 //! | systemd, `LISTEN_PID` names another pid | refuses loudly, exit 3 |
 //! | launchd (macOS) | activates each manifest socket by name, moves them to fds 3.., exports `LISTEN_*`, applies the failure budget |
-//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`; a watcher stops the daemon if its paths are taken |
+//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`, the manifest's `environment` and `working-directory`; a watcher stops the daemon if its paths are taken |
 //!
 //! Exit codes of `initkit exec` itself (once it execs, the daemon's own):
-//! 0 already running, or failure budget exhausted; 2 error (nothing was
-//! removed); 3 `LISTEN_PID` mismatch.
+//! 0 already running, or failure budget exhausted; 2 error (nothing that was
+//! there before is removed); 3 `LISTEN_PID` mismatch.
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -33,8 +33,9 @@ pub const EXIT_PID_MISMATCH: i32 = 3;
 const AFTER_HELP: &str = "\
 Exit codes (before the daemon is executed):
   0  already running (pid N), or the failure budget is exhausted
-  2  error: bad manifest, unsafe socket path, exec failed (nothing was removed),
-     or [orphans] on-start = \"refuse\" found instances the manager does not track
+  2  error: bad manifest, unsafe socket path, exec failed (nothing that was
+     there before is removed), or [orphans] on-start = \"refuse\" found
+     instances the manager does not track
   3  socket-activated but LISTEN_PID mismatch (a wrapper forked?)
 After exec the exit code is the daemon's.";
 
@@ -66,7 +67,8 @@ pub struct Args {
 /// Everything checked before any side effect.
 struct Plan {
     manifest: Manifest,
-    dirs: Dirs,
+    /// Needed off-init and under launchd (paths), not to pass through.
+    dirs: Result<Dirs, initkit::dirs::DirsError>,
     command: Vec<OsString>,
     failure_budget: bool,
     watch_interval: Option<Duration>,
@@ -80,12 +82,10 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         ),
         (None, None) => bail!("pass --manifest FILE or a service NAME"),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("read manifest {}", path.display()))?;
-    let manifest =
-        Manifest::from_toml(&text).with_context(|| format!("manifest {}", path.display()))?;
-    let dirs = Dirs::current(manifest.scope)?;
+    let manifest = super::load_manifest(&path)?.manifest;
+    let dirs = Dirs::current(manifest.scope);
     let command = if args.command.is_empty() {
+        let dirs = dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
         manifest
             .command
             .iter()
@@ -148,44 +148,85 @@ fn check_passed_names(manifest: &Manifest, passed: &[Passed]) -> Result<(), Stri
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let plan = plan(args)?;
-    orphan_precheck(&plan.manifest, &plan.dirs)?;
+    // The pid check comes first: a forked wrapper must get exit 3 whatever
+    // else is wrong.
     let activation = env::from_env().context("socket activation environment")?;
+    if let Mode::PidMismatch(m) = mode(activation.clone()) {
+        eprintln!("initkit exec: error: {m}; refusing to start a second listener (exit {EXIT_PID_MISMATCH})");
+        std::process::exit(EXIT_PID_MISMATCH);
+    }
+    let plan = plan(args)?;
     match mode(activation) {
-        Mode::PidMismatch(m) => {
-            eprintln!("initkit exec {}: error: {m}; refusing to start a second listener (exit {EXIT_PID_MISMATCH})", plan.manifest.name);
-            std::process::exit(EXIT_PID_MISMATCH);
-        }
+        Mode::PidMismatch(_) => unreachable!("handled above"),
         Mode::PassThrough(passed) => {
             for p in &passed {
                 fd::inspect(p.fd, &p.name)?;
             }
             check_passed_names(&plan.manifest, &passed).map_err(anyhow::Error::msg)?;
-            Err(exec(&plan.command, None))
+            // Under the manager the paths may not resolve (no HOME for a
+            // system service); then the check has nothing to look at.
+            if let Ok(dirs) = &plan.dirs {
+                orphan_precheck(&plan.manifest, dirs)?;
+            }
+            Err(exec(&plan.command, None, None))
         }
         Mode::OffInit => {
+            let dirs = plan.dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+            orphan_precheck(&plan.manifest, dirs)?;
             #[cfg(any(target_os = "macos", initkit_check_macos))]
-            if let Some(passed) = launchd_sockets(&plan.manifest)? {
-                if budget_exhausted(&plan)? {
-                    return Ok(Outcome::Ok);
-                }
-                let owned = passed
-                    .into_iter()
-                    .map(|p| {
-                        // SAFETY: launchd just created these fds for this process.
-                        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p.fd) };
-                        (p.name, fd)
-                    })
-                    .collect();
-                let env = place_fds(owned, None)?;
-                return Err(exec(&plan.command, Some(&env)));
+            if let Some(outcome) = launchd(&plan, dirs)? {
+                return outcome;
             }
-            if plan.failure_budget && budget_exhausted(&plan)? {
+            if plan.failure_budget && budget_exhausted(&plan, dirs)? {
                 return Ok(Outcome::Ok);
             }
-            off_init(&plan)
+            off_init(&plan, dirs)
         }
     }
+}
+
+/// Whether launchd started this process as the manifest's job: launchd sets
+/// `XPC_SERVICE_NAME` to the job's label (a shell has it unset or `0`). Pure.
+#[cfg_attr(
+    not(any(target_os = "macos", initkit_check_macos)),
+    allow(dead_code) // unit-tested on Linux; called on macOS
+)]
+pub fn is_launchd_job(xpc_service_name: Option<&std::ffi::OsStr>, label: &str) -> bool {
+    xpc_service_name.is_some_and(|v| v == label)
+}
+
+/// Under launchd: activate the manifest's sockets by name and export them as
+/// `LISTEN_*` from fd 3; launchd owns the single instance, so no guard; the
+/// failure budget replaces the StartLimitBurst launchd lacks. `Ok(None)` when
+/// this is not a launchd job.
+#[cfg(any(target_os = "macos", initkit_check_macos))]
+fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Outcome>>> {
+    let job = is_launchd_job(
+        std::env::var_os("XPC_SERVICE_NAME").as_deref(),
+        &plan.manifest.label,
+    );
+    let passed = if job || !plan.manifest.sockets.is_empty() {
+        launchd_sockets(&plan.manifest)?
+    } else {
+        None
+    };
+    if !job && passed.is_none() {
+        return Ok(None);
+    }
+    if budget_exhausted(plan, dirs)? {
+        return Ok(Some(Ok(Outcome::Ok)));
+    }
+    let owned = passed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            // SAFETY: launchd just created these fds for this process.
+            let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(p.fd) };
+            (p.name, fd)
+        })
+        .collect();
+    let env = place_fds(owned, None)?;
+    Ok(Some(Err(exec(&plan.command, Some(&env), None))))
 }
 
 /// `[orphans] on-start`: before starting, look for instances the manager
@@ -276,15 +317,15 @@ fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
     initkit::orphan::lock_path(manifest, dirs)
 }
 
-fn off_init(plan: &Plan) -> anyhow::Result<Outcome> {
+fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     let m = &plan.manifest;
-    let mut spec = GuardSpec::new(lock_path(m, &plan.dirs));
+    let mut spec = GuardSpec::new(lock_path(m, dirs));
     if let Some(interval) = plan.watch_interval {
         spec = spec.takeover_wait(interval * 6);
     }
     for s in &m.sockets {
         if let Listen::Unix(path) = &s.listen {
-            spec = spec.unix_socket(&s.name, plan.dirs.resolve(path), s.mode, s.backlog);
+            spec = spec.unix_socket(&s.name, dirs.resolve(path), s.mode, s.backlog);
         }
     }
     let guard = match spec.acquire().context("single-instance guard")? {
@@ -322,7 +363,10 @@ fn off_init(plan: &Plan) -> anyhow::Result<Outcome> {
     if let Some(interval) = plan.watch_interval {
         spawn_watcher(&parts.watch, interval, &env)?;
     }
-    Err(exec(&plan.command, Some(&env)))
+    let err = exec(&plan.command, Some(&env), Some(&UnitSettings::of(m, dirs)));
+    // Nothing runs on our sockets: remove the paths we bound (still ours).
+    parts.watch.cleanup_sockets();
+    Err(err)
 }
 
 fn bind_inet(s: &Socket) -> anyhow::Result<OwnedFd> {
@@ -424,7 +468,7 @@ fn place_fds(sockets: Vec<(String, OwnedFd)>, lock: Option<OwnedFd>) -> anyhow::
 /// the lock and socket paths still name our inodes. When one vanishes or is
 /// replaced it sends the daemon SIGTERM, so there are never two reachable
 /// instances. When the daemon has exited it removes the socket paths that are
-/// still ours, then exits.
+/// still ours and that nobody listens on any more, then exits.
 fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> anyhow::Result<()> {
     let daemon = nix::unistd::getpid();
     // SAFETY: `initkit exec` is single-threaded (no thread was spawned), so
@@ -450,11 +494,23 @@ fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> an
                     libc::dup2(null.as_raw_fd(), 1);
                 }
             }
+            // Live exactly as long as the daemon: a Ctrl-C or a group kill
+            // must not take the watcher (and its cleanup) away first.
+            for sig in [
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::Signal::SIGHUP,
+                nix::sys::signal::Signal::SIGQUIT,
+            ] {
+                // SAFETY: SIG_IGN installs no handler code.
+                let _ =
+                    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
+            }
             let mut signalled = false;
             loop {
                 std::thread::sleep(interval);
                 if nix::unistd::getppid() != daemon {
-                    watch.cleanup_sockets();
+                    watch.cleanup_stale_sockets();
                     std::process::exit(0);
                 }
                 if signalled {
@@ -471,12 +527,22 @@ fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> an
 }
 
 /// Replace this process with `command`; returns only on failure.
-fn exec(command: &[OsString], listen: Option<&ListenEnv>) -> anyhow::Error {
+fn exec(
+    command: &[OsString],
+    listen: Option<&ListenEnv>,
+    unit: Option<&UnitSettings>,
+) -> anyhow::Error {
     let Some((program, args)) = command.split_first() else {
         return anyhow::anyhow!("no command to run");
     };
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
+    if let Some(unit) = unit {
+        cmd.envs(unit.environment.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &unit.working_directory {
+            cmd.current_dir(dir);
+        }
+    }
     if let Some(listen) = listen {
         for var in env::ACTIVATION_VARS {
             cmd.env_remove(var);
@@ -489,6 +555,26 @@ fn exec(command: &[OsString], listen: Option<&ListenEnv>) -> anyhow::Error {
     }
     let err = cmd.exec();
     anyhow::Error::new(err).context(format!("exec {}", display_argv(command)))
+}
+
+/// What the generated unit or plist sets for the daemon, applied by exec
+/// off-init so the daemon sees the same environment there.
+struct UnitSettings {
+    environment: Vec<(String, OsString)>,
+    working_directory: Option<PathBuf>,
+}
+
+impl UnitSettings {
+    fn of(manifest: &Manifest, dirs: &Dirs) -> UnitSettings {
+        UnitSettings {
+            environment: manifest
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), dirs.resolve(v).into_os_string()))
+                .collect(),
+            working_directory: manifest.working_directory.as_ref().map(|t| dirs.resolve(t)),
+        }
+    }
 }
 
 fn display_argv(argv: &[OsString]) -> String {
@@ -525,12 +611,12 @@ fn parse_history(text: &str) -> Vec<u64> {
 }
 
 /// Record this start; true when the budget is exhausted (caller exits 0).
-fn budget_exhausted(plan: &Plan) -> anyhow::Result<bool> {
+fn budget_exhausted(plan: &Plan, dirs: &Dirs) -> anyhow::Result<bool> {
     let (Some(burst), Some(window)) = (plan.manifest.restart.burst, plan.manifest.restart.window)
     else {
         return Ok(false);
     };
-    let dir = plan.dirs.state.join("initkit");
+    let dir = dirs.state.join("initkit");
     let file = dir.join(format!("{}.starts", plan.manifest.name));
     let history = match std::fs::read_to_string(&file) {
         Ok(text) => parse_history(&text),
@@ -545,7 +631,11 @@ fn budget_exhausted(plan: &Plan) -> anyhow::Result<bool> {
         .recursive(true)
         .create(&dir)
         .with_context(|| format!("create {}", dir.display()))?;
-    let text: String = keep.iter().map(|t| format!("{t}\n")).collect();
+    let text: String = keep.iter().fold(String::new(), |mut out, t| {
+        out.push_str(&t.to_string());
+        out.push('\n');
+        out
+    });
     initkit::fsutil::write_atomic(&file, text.as_bytes(), 0o600)
         .with_context(|| format!("write {}", file.display()))?;
     if !start {
@@ -581,6 +671,21 @@ mod tests {
         // A start time in the future (clock went back) is forgotten.
         assert!(budget(&[500, 501, 502], 100, 3, 60).0);
         assert_eq!(parse_history("1\n\nx\n2\n"), [1, 2]);
+    }
+
+    #[test]
+    fn launchd_job_is_recognised_by_label_only() {
+        use std::ffi::OsStr;
+        assert!(is_launchd_job(
+            Some(OsStr::new("initkit.echo")),
+            "initkit.echo"
+        ));
+        assert!(!is_launchd_job(Some(OsStr::new("0")), "initkit.echo"));
+        assert!(!is_launchd_job(
+            Some(OsStr::new("com.apple.Terminal")),
+            "initkit.echo"
+        ));
+        assert!(!is_launchd_job(None, "initkit.echo"));
     }
 
     #[test]

@@ -273,6 +273,8 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
         }
     }
 
+    // Nothing is written when the manager cannot be reached.
+    plan.backend.connect()?;
     let dir = plan.backend.unit_dir();
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let previous = registry::get(scope, &m.name)?;

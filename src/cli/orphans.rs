@@ -246,8 +246,8 @@ fn no_manager(err: &BackendError) -> bool {
                 let path = std::path::Path::new(path);
                 !path.exists() || std::os::unix::net::UnixStream::connect(path).is_err()
             }),
-        BackendError::Call { source, .. } => matches!(
-            source.as_ref(),
+        BackendError::Call { error, .. } => matches!(
+            error.as_ref(),
             zbus::Error::MethodError(name, _, _)
                 if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
                     || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner"

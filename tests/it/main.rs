@@ -6,4 +6,5 @@ mod hostile;
 mod manage;
 mod orphans;
 mod packaging;
+mod runtime;
 mod support;

@@ -721,6 +721,21 @@ fn missing_bus_or_runtime_dir_is_actionable() {
         "{stderr}"
     );
     assert!(stderr.contains("systemd --user"), "{stderr}");
+
+    // install writes nothing when it cannot reach the manager
+    let config = tempfile::tempdir().unwrap();
+    let out = run(initkit()
+        .args(["install", manifest])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("XDG_CONFIG_HOME", config.path())
+        .env("XDG_STATE_HOME", config.path())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        crate::support::tree(config.path()).is_empty(),
+        "nothing written: {:?}",
+        crate::support::tree(config.path())
+    );
 }
 
 #[test]

@@ -113,3 +113,61 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The example daemon (`examples/echo_daemon.rs`), built once per test run
+/// next to the `initkit` binary (`cargo build --example echo_daemon`, a no-op
+/// when `cargo test --all-targets` already built it).
+pub fn echo_daemon() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_initkit"))
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf();
+    BUILT.call_once(|| {
+        let profile = bin_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        let target_dir = bin_dir.parent().expect("profile dir has a parent");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "--example",
+            "echo_daemon",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(repo_root());
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let out = run(&mut cmd);
+        assert!(
+            out.status.success(),
+            "cargo build --example echo_daemon: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let path = bin_dir.join("examples/echo_daemon");
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// A TOML basic string holding `s` exactly (control characters escaped).
+pub fn toml_string(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
