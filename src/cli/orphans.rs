@@ -157,6 +157,9 @@ fn print_text(
     kill: Option<&KillReport>,
     remaining: Option<&[Finding]>,
 ) {
+    if manifests.is_empty() {
+        println!("no initkit-installed services");
+    }
     for m in manifests {
         let mine: Vec<&Finding> = findings.iter().filter(|f| f.service == m.name).collect();
         match mine.len() {

@@ -43,8 +43,9 @@ pub fn read_with_root(root: &Path, interest: &Interest) -> io::Result<Snapshot> 
         ..Snapshot::default()
     };
     let mut path = PathBuf::from(root);
+    let mut bufs = (Vec::with_capacity(1024), Vec::with_capacity(4096));
     for pid in pids {
-        match read_process(&mut path, pid) {
+        match read_process(&mut path, &mut bufs, pid) {
             Ok(p) => snapshot.processes.push(p),
             Err(e) => snapshot.unreadable.push((pid, unreadable(&e))),
         }
@@ -84,26 +85,40 @@ fn unreadable(err: &io::Error) -> Unreadable {
     }
 }
 
-/// `stat` and `cmdline`: the cheap tier, read for every process.
-fn read_process(path: &mut PathBuf, pid: u32) -> io::Result<Process> {
+/// `stat` and `cmdline`: the cheap tier, read for every process, into
+/// reused buffers (no size probe, no allocation per file).
+fn read_process(
+    path: &mut PathBuf,
+    (stat_buf, cmdline_buf): &mut (Vec<u8>, Vec<u8>),
+    pid: u32,
+) -> io::Result<Process> {
     path.push(pid.to_string());
     path.push("stat");
-    let stat = std::fs::read(&*path);
+    let stat = read_into(path, stat_buf);
     path.set_file_name("cmdline");
-    let cmdline = std::fs::read(&*path);
+    let cmdline = read_into(path, cmdline_buf);
     path.pop();
     path.pop();
-    let stat = procfs::process::Stat::from_read(&stat?[..])
+    stat?;
+    let stat = procfs::process::Stat::from_read(&stat_buf[..])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    cmdline?;
     Ok(Process {
         pid,
         ppid: u32::try_from(stat.ppid).unwrap_or(0),
         state: stat.state,
         start_ticks: stat.starttime,
         comm: stat.comm,
-        argv: split_argv(&cmdline?),
+        argv: split_argv(cmdline_buf),
         detail: None,
     })
+}
+
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open(path)?.read_to_end(buf)?;
+    Ok(())
 }
 
 /// NUL-separated arguments, byte for byte. A trailing NUL ends the last one;

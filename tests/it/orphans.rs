@@ -984,3 +984,17 @@ fn off_init_the_guarded_instance_is_tracked_and_a_copy_is_not() {
         instance.pid
     );
 }
+
+/// Exit 2 on error, with the reason on stderr; nothing is scanned.
+#[test]
+fn errors_exit_2() {
+    let case = Case::new();
+    let out = run(initkit().args(["orphans", "/nonexistent/ikt.toml"]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ikt.toml"));
+    std::fs::write(case.path("bad.toml"), "name = \"x\"\n").unwrap();
+    let out = run(initkit().arg("orphans").arg(case.path("bad.toml")));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = run(initkit().args(["orphans", "--grace", "3", "/x.toml"]));
+    assert_eq!(out.status.code(), Some(2), "--grace needs --kill: {out:?}");
+}
