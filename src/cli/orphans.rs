@@ -27,7 +27,7 @@ pub struct Args {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
-    /// Stop the orphans: SIGTERM (SIGCONT if stopped), SIGKILL after the grace period, then rescan. Never signals the managed instance, another user's process, pid 1 or itself, and never a recycled pid
+    /// Stop the orphans: SIGTERM then SIGCONT (so a stopped one can act on it), SIGKILL after the grace period, then rescan. Never signals the managed instance, another user's process, pid 1 or itself, and never a recycled pid
     #[arg(long)]
     pub kill: bool,
     /// Seconds between SIGTERM and SIGKILL
