@@ -69,6 +69,19 @@ impl Drop for Proc {
     }
 }
 
+/// Run a starter that must exit on its own (it lost, or refused). If it is
+/// still running after `secs` (say, it started a daemon it should not have),
+/// it is killed and the test fails instead of hanging.
+fn finish(cmd: &mut Command, secs: f64) -> (Option<i32>, String) {
+    let mut p = Proc::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::piped()));
+    let status = p.wait_secs(secs);
+    let err = p.stderr();
+    let Some(status) = status else {
+        panic!("still running after {secs} s, it should have exited; stderr: {err}");
+    };
+    (status.code(), err)
+}
+
 /// Listening rows for `path` in /proc/net/unix.
 fn listening_rows(path: &Path) -> usize {
     let text = std::fs::read_to_string("/proc/net/unix").unwrap();
@@ -601,9 +614,8 @@ fn non_socket_paths_are_refused_and_never_removed() {
         }
         let before = inode(&sock);
         let m = sb.manifest("");
-        let out = support::run(&mut sb.exec(&m, &[], &[&echo_daemon()]));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{kind}: {err}");
+        let (code, err) = finish(&mut sb.exec(&m, &[], &[&echo_daemon()]), 10.0);
+        assert_eq!(code, Some(2), "{kind}: {err}");
         let want = match kind {
             "file" => "it is a regular file, not a socket",
             "dir" => "it is a directory, not a socket",
@@ -647,9 +659,8 @@ fn unprivileged_starter_refuses_a_socket_it_cannot_probe() {
         .arg("--")
         .arg(echo_daemon());
     sb.env(&mut cmd);
-    let out = support::run(&mut cmd);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = finish(&mut cmd, 10.0);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("cannot tell whether") && err.contains("Permission denied"),
         "{err}"
@@ -673,9 +684,11 @@ fn sigstopped_daemon_keeps_its_socket() {
     // A different lock, so only the socket probe stands between B and the
     // path: connect() succeeds into the stopped daemon's backlog.
     let m = sb.manifest("");
-    let out = support::run(&mut sb.exec(&m, &["--watch-interval", "0.1"], &[&echo_daemon()]));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (code, err) = finish(
+        &mut sb.exec(&m, &["--watch-interval", "0.1"], &[&echo_daemon()]),
+        10.0,
+    );
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains(&format!("already running (pid {})", a.pid())),
         "{err}"
@@ -695,11 +708,7 @@ fn failure_budget_stops_a_crash_loop_with_exit_0() {
     for _ in 0..3 {
         let mut cmd = sb.exec(&m, &["--failure-budget"], &[&echo]);
         cmd.arg("--fail-on-start");
-        let out = support::run(&mut cmd);
-        codes.push((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+        codes.push(finish(&mut cmd, 10.0));
     }
     assert_eq!(codes[0].0, Some(1), "{codes:?}");
     assert_eq!(codes[1].0, Some(1), "{codes:?}");
