@@ -485,7 +485,7 @@ fn storm_of_100_starts_leaves_one_listener_and_99_clean_exits() {
         })
     };
     let mut procs: Vec<Proc> = (0..100)
-        .map(|_| Proc::spawn(sb.exec(&m, &[], &[&echo]).stderr(Stdio::null())))
+        .map(|_| Proc::spawn(sb.exec(&m, &[], &[&echo]).stderr(Stdio::piped())))
         .collect();
     let mut exited = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -513,6 +513,12 @@ fn storm_of_100_starts_leaves_one_listener_and_99_clean_exits() {
         .unwrap();
     assert_eq!(ping(&sock), Some(pong_of(procs[winner].pid())));
     assert_eq!(listening_rows(&sock), 1, "exactly one LISTEN row");
+    let said = format!("already running (pid {})", procs[winner].pid());
+    for (i, _) in &exited {
+        let mut err = String::new();
+        std::io::Read::read_to_string(procs[*i].0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.contains(&said), "loser {i} says {said:?}: {err}");
+    }
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
     let inodes = sampler.join().unwrap();
