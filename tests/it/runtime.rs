@@ -852,3 +852,44 @@ fn without_cmd_exec_runs_the_manifest_command_environment_and_directory() {
         sb.path("home")
     );
 }
+
+#[test]
+fn system_scope_off_init_runs_the_daemon_as_the_manifest_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to switch to nobody");
+        return;
+    }
+    let sb = Sandbox::new();
+    let m = sb.path("sys.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "name = \"echo\"\ncommand = [\"{}\"]\nscope = \"system\"\nuser = \"nobody\"\n[[socket]]\nname = \"control\"\nlisten = \"unix:{}\"\n[orphans]\nlock = \"{}\"\n",
+            echo_daemon().display(),
+            sb.sock().display(),
+            sb.path("state/echo.lock").display()
+        ),
+    )
+    .unwrap();
+    let d = Proc::spawn(sb.exec(&m, &[], &[&echo_daemon()]).stderr(Stdio::null()));
+    let sock = sb.sock();
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    assert_eq!(ping(&sock), Some(pong_of(d.pid())));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(2),
+        Some("65534"),
+        "effective uid is nobody: {uid_line}"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o666,
+        "SocketMode= default, as systemd"
+    );
+}
