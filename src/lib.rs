@@ -20,6 +20,8 @@
 pub mod activation;
 
 #[cfg(feature = "tools")]
+pub mod backend;
+#[cfg(feature = "tools")]
 pub mod dirs;
 #[cfg(feature = "tools")]
 pub mod fsutil;

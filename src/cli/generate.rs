@@ -153,14 +153,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         };
         (layout, launchd::Target::Packaging, Some(destdir.clone()))
     } else {
-        let home = args
-            .home
-            .clone()
-            .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
-            .filter(|h| h.is_absolute());
-        let target = home.map_or(launchd::Target::System, |home| launchd::Target::User {
-            home,
-        });
+        let target = super::launchd_target(args.home.as_deref());
         let dir = args
             .out
             .clone()

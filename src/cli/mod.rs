@@ -125,3 +125,15 @@ impl From<ScopeArg> for initkit::manifest::Scope {
         }
     }
 }
+
+/// Whose home launchd agents' per-user paths resolve to: `--home`, else
+/// `$HOME`; without either, only placeholder-free agents render.
+pub fn launchd_target(home: Option<&std::path::Path>) -> initkit::render::launchd::Target {
+    let home = home
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| std::env::var_os("HOME").map(std::path::PathBuf::from))
+        .filter(|h| h.is_absolute());
+    home.map_or(initkit::render::launchd::Target::System, |home| {
+        initkit::render::launchd::Target::User { home }
+    })
+}

@@ -33,14 +33,7 @@ fn is_missing_program(line: &str) -> bool {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
-    let home = args
-        .home
-        .clone()
-        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
-        .filter(|h| h.is_absolute());
-    let target = home.map_or(launchd::Target::System, |home| launchd::Target::User {
-        home,
-    });
+    let target = super::launchd_target(args.home.as_deref());
     let mut findings = 0usize;
     for path in &args.manifests {
         let mut manifest = load_manifest(path)?.manifest;

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{initkit, run, unique_name, user_manager, wait_until};
+use crate::support::{initkit, run, toml_string, unique_name, user_manager, wait_until};
 
 const HOSTILE_ARGS: &[&str] = &[
     "two words",
@@ -45,21 +45,6 @@ const HOSTILE_ENV: &[(&str, &str)] = &[
     ("IKT_UNICODE", "ünï ✓"),
     ("IKT_EMPTY", ""),
 ];
-
-fn toml_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
 
 fn split_nul(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut parts: Vec<Vec<u8>> = bytes.split(|b| *b == 0).map(<[u8]>::to_vec).collect();

@@ -5,30 +5,11 @@
 //! CI runs proptest's default 256 cases per property. For a long run:
 //! `PROPTEST_CASES=200000 cargo test --test it hostile`.
 
-use std::fmt::Write as _;
-
 use initkit::manifest::Manifest;
 use initkit::render::{launchd, quote, systemd};
 use proptest::prelude::*;
 
-use crate::support::{initkit, run, tree};
-
-fn toml_str(s: &str) -> String {
-    // TOML basic string with every non-printable escaped.
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use crate::support::{initkit, run, toml_string, tree};
 
 /// Arguments without NUL and without placeholder names (which are not literal
 /// by design).
@@ -57,7 +38,7 @@ proptest! {
         key in "[a-z-]{1,20}",
         value in "\\PC{0,40}",
     ) {
-        let text = format!("name = {}\ncommand = [\"/bin/x\"]\n{key} = {}\n", toml_str(&name), toml_str(&value));
+        let text = format!("name = {}\ncommand = [\"/bin/x\"]\n{key} = {}\n", toml_string(&name), toml_string(&value));
         if let Ok(m) = Manifest::from_toml(&text) {
             let _ = systemd::render(&m, "p.toml");
             let _ = launchd::render(&m, &user(), "p.toml");
@@ -71,7 +52,7 @@ proptest! {
         let mut text = String::from("name = \"p\"\ncommand = [\"/bin/p\"");
         for a in &args {
             text.push_str(", ");
-            text.push_str(&toml_str(a));
+            text.push_str(&toml_string(a));
         }
         text.push_str("]\n");
         let m = Manifest::from_toml(&text).unwrap();

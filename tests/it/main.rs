@@ -3,6 +3,7 @@
 mod escaping;
 mod generate;
 mod hostile;
+mod manage;
 mod orphans;
 mod packaging;
 mod runtime;

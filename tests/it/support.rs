@@ -153,3 +153,21 @@ pub fn echo_daemon() -> PathBuf {
     assert!(path.exists(), "{} is missing", path.display());
     path
 }
+
+/// A TOML basic string holding `s` exactly (control characters escaped).
+pub fn toml_string(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,722 @@
+//! The systemd backend: `org.freedesktop.systemd1` over D-Bus (zbus, blocking).
+//!
+//! The user manager is reached on the user bus (`$DBUS_SESSION_BUS_ADDRESS`,
+//! else `unix:path=$XDG_RUNTIME_DIR/bus`), the system manager on the system
+//! bus. The connection is opened on first use, so planning (`--dry-run`)
+//! never needs a bus.
+//!
+//! Jobs (`StartUnit`, `StopUnit`, `RestartUnit`) are waited for: after the
+//! call returns the job path, initkit polls `ListJobs` until the job is gone,
+//! then reads the unit's state and fails with its `Result` when the job did not
+//! get the unit where it was asked to go.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use zbus::blocking::Connection;
+use zbus::zvariant::OwnedObjectPath;
+
+use super::dbus::{ManagerProxy, ServiceProxy, SocketProxy, TimerProxy, UnitProxy};
+use super::{thrash_reason, BackendError, ManagerView, ServiceManager, ServiceStatus, UnitState};
+use crate::dirs::{Dirs, DirsError};
+use crate::manifest::{Manifest, Scope};
+use crate::render::{RenderError, Rendered};
+
+/// How long a job may take before initkit gives up waiting (the manifest's
+/// start/stop timeout plus this margin, or systemd's default 90 s plus it).
+const JOB_MARGIN: Duration = Duration::from_secs(30);
+
+/// One action on systemd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `Reload()`: re-read unit files (`daemon-reload`).
+    Reload,
+    /// `EnableUnitFiles(units)`: create the [Install] symlinks.
+    Enable(Vec<String>),
+    /// `DisableUnitFiles(units)`.
+    Disable(Vec<String>),
+    /// `StartUnit(unit, "replace")`, waiting for the job.
+    Start(String),
+    /// `StopUnit(unit, "replace")`, waiting for the job.
+    Stop(String),
+    /// `RestartUnit(unit, "replace")`, waiting for the job.
+    Restart(String),
+    /// `ResetFailedUnit(unit)` for each: clears the failed state and the start
+    /// rate limit; a unit that is not loaded is skipped.
+    ResetFailed(Vec<String>),
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Reload => write!(f, "reload the manager (daemon-reload)"),
+            Step::Enable(units) => write!(f, "enable {}", units.join(" ")),
+            Step::Disable(units) => write!(f, "disable {}", units.join(" ")),
+            Step::Start(unit) => write!(f, "start {unit}"),
+            Step::Stop(unit) => write!(f, "stop {unit}"),
+            Step::Restart(unit) => write!(f, "restart {unit}"),
+            Step::ResetFailed(units) => write!(f, "reset-failed {}", units.join(" ")),
+        }
+    }
+}
+
+/// Where the bus is, or why it cannot be found. Pure: takes the variables.
+pub fn user_bus_address(
+    session_bus: Option<&str>,
+    runtime_dir: Option<&Path>,
+) -> Result<String, BackendError> {
+    if let Some(address) = session_bus.filter(|a| !a.is_empty()) {
+        return Ok(address.to_owned());
+    }
+    match runtime_dir.filter(|d| d.is_absolute()) {
+        Some(dir) => Ok(format!("unix:path={}", dir.join("bus").display())),
+        None => Err(BackendError::NoUserBus),
+    }
+}
+
+/// The unit directory for a scope: `$XDG_CONFIG_HOME/systemd/user` or
+/// `/etc/systemd/system`.
+pub fn unit_dir(scope: Scope, dirs: &Dirs) -> PathBuf {
+    match scope {
+        Scope::User => dirs.config.join("systemd/user"),
+        Scope::System => PathBuf::from("/etc/systemd/system"),
+    }
+}
+
+/// `$XDG_CONFIG_HOME/systemd/user` (default `~/.config/systemd/user`) from
+/// the variables `lookup` reports; needs no `XDG_RUNTIME_DIR`, so
+/// `install --dry-run` works without a session.
+pub fn user_unit_dir(
+    lookup: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, DirsError> {
+    let abs = |k: &str| lookup(k).map(PathBuf::from).filter(|p| p.is_absolute());
+    let config = match abs("XDG_CONFIG_HOME") {
+        Some(c) => c,
+        None => abs("HOME")
+            .ok_or(DirsError {
+                variable: "HOME",
+                placeholder: "home",
+            })?
+            .join(".config"),
+    };
+    Ok(config.join("systemd/user"))
+}
+
+/// Unit names of the rendered files, in the order they were rendered.
+fn unit_names(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .filter_map(|f| f.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The units of a manifest: entry (socket or timer) first, then the service.
+fn units(m: &Manifest) -> Vec<String> {
+    let mut out: Vec<String> = m.socket_units().into_iter().chain(m.timer_unit()).collect();
+    out.push(m.service_unit());
+    out
+}
+
+/// The systemd manager of one scope.
+pub struct Systemd {
+    scope: Scope,
+    unit_dir: PathBuf,
+    /// `None` for the system bus.
+    user_address: Option<Result<String, String>>,
+    connection: OnceLock<Connection>,
+    job_timeout: Duration,
+}
+
+impl fmt::Debug for Systemd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Systemd")
+            .field("scope", &self.scope)
+            .field("unit_dir", &self.unit_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Systemd {
+    /// The manager of `scope` as seen from this process's environment. Does
+    /// not connect yet.
+    pub fn new(scope: Scope) -> Result<Systemd, DirsError> {
+        let unit_dir = match scope {
+            Scope::User => user_unit_dir(|k| std::env::var_os(k))?,
+            Scope::System => unit_dir(Scope::System, &Dirs::system()),
+        };
+        let user_address = (scope == Scope::User).then(|| {
+            user_bus_address(
+                std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().as_deref(),
+                std::env::var_os("XDG_RUNTIME_DIR")
+                    .map(PathBuf::from)
+                    .as_deref(),
+            )
+            .map_err(|e| e.to_string())
+        });
+        Ok(Systemd {
+            scope,
+            unit_dir,
+            user_address,
+            connection: OnceLock::new(),
+            job_timeout: Duration::from_secs(90) + JOB_MARGIN,
+        })
+    }
+
+    /// The user manager on the bus at `address` (e.g.
+    /// `unix:path=/run/user/1000/bus`), with units in `unit_dir`; for callers
+    /// that know where the manager is without reading this process's
+    /// environment.
+    pub fn user_at(address: String, unit_dir: PathBuf) -> Systemd {
+        Systemd {
+            scope: Scope::User,
+            unit_dir,
+            user_address: Some(Ok(address)),
+            connection: OnceLock::new(),
+            job_timeout: Duration::from_secs(90) + JOB_MARGIN,
+        }
+    }
+
+    fn connection(&self) -> Result<&Connection, BackendError> {
+        if let Some(c) = self.connection.get() {
+            return Ok(c);
+        }
+        let connection = match &self.user_address {
+            None => Connection::system().map_err(|error| BackendError::Connect {
+                bus: "system",
+                address: std::env::var("DBUS_SYSTEM_BUS_ADDRESS").unwrap_or_else(|_| {
+                    "unix:path=/var/run/dbus/system_bus_socket".to_owned()
+                }),
+                hint: "is this machine booted with systemd? system services need the system bus and PID 1 systemd",
+                error: Box::new(error),
+            })?,
+            Some(Err(_)) => return Err(BackendError::NoUserBus),
+            Some(Ok(address)) => zbus::blocking::connection::Builder::address(address.as_str())
+                .and_then(zbus::blocking::connection::Builder::build)
+                .map_err(|error| BackendError::Connect {
+                    bus: "user",
+                    address: address.clone(),
+                    hint: "is the systemd user manager running? log in as the user so that systemd --user runs, or enable linger",
+                    error: Box::new(error),
+                })?,
+        };
+        Ok(self.connection.get_or_init(|| connection))
+    }
+
+    fn manager(&self) -> Result<ManagerProxy<'_>, BackendError> {
+        let conn = self.connection()?;
+        ManagerProxy::new(conn)
+            .map_err(|source| call_err("connect to", "org.freedesktop.systemd1", source))
+    }
+
+    /// Load a unit (from disk if needed) and return its object path.
+    fn load(&self, unit: &str) -> Result<OwnedObjectPath, BackendError> {
+        self.manager()?
+            .load_unit(unit)
+            .map_err(|source| call_err("LoadUnit", unit, source))
+    }
+
+    fn unit_proxy(&self, path: &OwnedObjectPath) -> Result<UnitProxy<'_>, BackendError> {
+        UnitProxy::builder(self.connection()?)
+            .path(path.clone())
+            .and_then(zbus::blocking::proxy::Builder::build)
+            .map_err(|source| call_err("connect to", path.as_str(), source))
+    }
+
+    /// The generic state of one unit.
+    pub fn unit_state(&self, unit: &str) -> Result<UnitState, BackendError> {
+        let path = self.load(unit)?;
+        let proxy = self.unit_proxy(&path)?;
+        let get =
+            |name: &'static str, r: zbus::Result<String>| r.map_err(|e| call_err(name, unit, e));
+        let result = self.unit_result(unit, &path)?;
+        Ok(UnitState {
+            unit: unit.to_owned(),
+            load_state: get("get LoadState of", proxy.load_state())?,
+            active_state: get("get ActiveState of", proxy.active_state())?,
+            sub_state: get("get SubState of", proxy.sub_state())?,
+            result,
+        })
+    }
+
+    /// `Result` lives on the type-specific interface.
+    fn unit_result(&self, unit: &str, path: &OwnedObjectPath) -> Result<String, BackendError> {
+        let conn = self.connection()?;
+        let err = |e| call_err("get Result of", unit, e);
+        let kind = unit.rsplit_once('.').map(|(_, kind)| kind);
+        let r = if kind == Some("service") {
+            ServiceProxy::builder(conn)
+                .path(path.clone())
+                .and_then(zbus::blocking::proxy::Builder::build)
+                .and_then(|p| p.result())
+        } else if kind == Some("socket") {
+            SocketProxy::builder(conn)
+                .path(path.clone())
+                .and_then(zbus::blocking::proxy::Builder::build)
+                .and_then(|p| p.result())
+        } else if kind == Some("timer") {
+            TimerProxy::builder(conn)
+                .path(path.clone())
+                .and_then(zbus::blocking::proxy::Builder::build)
+                .and_then(|p| p.result())
+        } else {
+            Ok(String::new())
+        };
+        r.map_err(err)
+    }
+
+    fn service_proxy(&self, unit: &str) -> Result<ServiceProxy<'_>, BackendError> {
+        let path = self.load(unit)?;
+        ServiceProxy::builder(self.connection()?)
+            .path(path)
+            .and_then(zbus::blocking::proxy::Builder::build)
+            .map_err(|source| call_err("connect to", unit, source))
+    }
+
+    fn socket_proxy(&self, unit: &str) -> Result<SocketProxy<'_>, BackendError> {
+        let path = self.load(unit)?;
+        SocketProxy::builder(self.connection()?)
+            .path(path)
+            .and_then(zbus::blocking::proxy::Builder::build)
+            .map_err(|source| call_err("connect to", unit, source))
+    }
+
+    /// What systemd tracks for a service unit: its cgroup, main pid and every
+    /// pid in the cgroup (`GetUnitProcesses`).
+    pub fn unit_view(&self, service_unit: &str) -> Result<ManagerView, BackendError> {
+        let service = self.service_proxy(service_unit)?;
+        let control_group = service
+            .control_group()
+            .map_err(|e| call_err("get ControlGroup of", service_unit, e))?;
+        let main_pid = service
+            .main_pid()
+            .map_err(|e| call_err("get MainPID of", service_unit, e))?;
+        let mut pids: Vec<u32> = if control_group.is_empty() {
+            Vec::new()
+        } else {
+            match self.manager()?.get_unit_processes(service_unit) {
+                Ok(procs) => procs.into_iter().map(|(_, pid, _)| pid).collect(),
+                // stopped between the two calls: no processes
+                Err(e) if is_no_such_unit(&e) => Vec::new(),
+                Err(e) => return Err(call_err("GetUnitProcesses", service_unit, e)),
+            }
+        };
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(ManagerView {
+            control_group: (!control_group.is_empty()).then_some(control_group),
+            main_pid: (main_pid != 0).then_some(main_pid),
+            pids,
+        })
+    }
+
+    /// Run a job-returning call and wait for the job to finish; then check
+    /// the unit got where `verb` asked.
+    fn job(
+        &self,
+        verb: &'static str,
+        call: &'static str,
+        unit: &str,
+        f: impl FnOnce(&ManagerProxy<'_>) -> zbus::Result<OwnedObjectPath>,
+    ) -> Result<(), BackendError> {
+        let manager = self.manager()?;
+        let job = f(&manager).map_err(|e| call_err(call, unit, e))?;
+        let deadline = Instant::now() + self.job_timeout;
+        loop {
+            let jobs = manager
+                .list_jobs()
+                .map_err(|e| call_err("ListJobs for", unit, e))?;
+            if !jobs.iter().any(|j| j.4 == job) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(BackendError::Timeout {
+                    verb,
+                    unit: unit.to_owned(),
+                    secs: self.job_timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let state = self.unit_state(unit)?;
+        let ok = match verb {
+            "stop" => !matches!(state.active_state.as_str(), "active" | "reloading"),
+            _ => matches!(
+                state.active_state.as_str(),
+                "active" | "activating" | "reloading"
+            ),
+        };
+        if ok {
+            return Ok(());
+        }
+        let hint = match state.result.as_str() {
+            "start-limit-hit" | "service-start-limit-hit" => {
+                "; it crashed too often: fix the daemon, then `initkit start` resets the limit"
+                    .to_owned()
+            }
+            _ if verb != "stop" => format!(
+                "; see `initkit logs {}`",
+                unit.rsplit_once('.').map_or(unit, |(base, _)| base)
+            ),
+            _ => String::new(),
+        };
+        Err(BackendError::JobFailed {
+            verb,
+            state: Box::new(state),
+            hint,
+        })
+    }
+}
+
+fn call_err(call: &'static str, target: &str, source: zbus::Error) -> BackendError {
+    BackendError::Call {
+        call,
+        target: target.to_owned(),
+        error: Box::new(source),
+    }
+}
+
+fn is_no_such_unit(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::MethodError(name, _, _)
+        if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit"
+            || name.as_str() == "org.freedesktop.systemd1.LoadFailed")
+}
+
+impl ServiceManager for Systemd {
+    type Step = Step;
+
+    fn kind(&self) -> &'static str {
+        "systemd"
+    }
+
+    /// Wait at most the manifest's start/stop timeout (default 90 s) plus
+    /// 30 s for a job.
+    fn with_timeouts_of(mut self, m: &Manifest) -> Systemd {
+        let secs = m.start_timeout.max(m.stop_timeout).unwrap_or(90).max(90);
+        self.job_timeout = Duration::from_secs(u64::from(secs)) + JOB_MARGIN;
+        self
+    }
+
+    fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    fn unit_dir(&self) -> &Path {
+        &self.unit_dir
+    }
+
+    fn render(&self, manifest: &Manifest, source_name: &str) -> Result<Rendered, RenderError> {
+        crate::render::systemd::render(manifest, source_name)
+    }
+
+    fn install_steps(&self, m: &Manifest, files: &[PathBuf], start: bool) -> Vec<Step> {
+        let mut steps = vec![Step::Reload, Step::Enable(unit_names(files))];
+        if start {
+            steps.extend(m.entry_units().into_iter().map(Step::Start));
+        }
+        steps
+    }
+
+    fn uninstall_steps(&self, m: &Manifest, files: &[PathBuf]) -> (Vec<Step>, Vec<Step>) {
+        let mut before: Vec<Step> = units(m).into_iter().map(Step::Stop).collect();
+        before.push(Step::Disable(unit_names(files)));
+        // Failed units stay loaded until reset; the reload then drops them.
+        let after = vec![Step::ResetFailed(units(m)), Step::Reload];
+        (before, after)
+    }
+
+    /// `start` means "I want it running now": the failed state and start
+    /// rate limit of the units are reset first, so it recovers a crash loop.
+    fn start_steps(&self, m: &Manifest) -> Vec<Step> {
+        let mut steps = vec![Step::ResetFailed(units(m))];
+        steps.extend(m.entry_units().into_iter().map(Step::Start));
+        steps
+    }
+
+    /// Stops the socket or timer first, so nothing re-activates the service.
+    fn stop_steps(&self, m: &Manifest) -> Vec<Step> {
+        units(m).into_iter().map(Step::Stop).collect()
+    }
+
+    /// The socket keeps listening (same inode, connections queue) while the
+    /// service restarts. Like `start`, an explicit restart first resets the
+    /// failed state and start rate limit: systemd counts every start, manual
+    /// ones too, so twenty quick restarts would otherwise hit the limit.
+    fn restart_steps(&self, m: &Manifest) -> Vec<Step> {
+        let mut steps = vec![Step::ResetFailed(units(m))];
+        if !m.sockets.is_empty() || m.timer_unit().is_some() {
+            steps.extend(m.entry_units().into_iter().map(Step::Start));
+        }
+        steps.push(Step::Restart(m.service_unit()));
+        steps
+    }
+
+    fn connect(&self) -> Result<(), BackendError> {
+        // A proxy alone does not talk to the bus; ask the manager something.
+        self.manager()?
+            .list_jobs()
+            .map(drop)
+            .map_err(|e| call_err("ListJobs on", "org.freedesktop.systemd1", e))
+    }
+
+    fn perform(&self, step: &Step) -> Result<(), BackendError> {
+        match step {
+            Step::Reload => self
+                .manager()?
+                .reload()
+                .map_err(|e| call_err("Reload", "(daemon-reload)", e)),
+            Step::Enable(units) => {
+                let names: Vec<&str> = units.iter().map(String::as_str).collect();
+                self.manager()?
+                    .enable_unit_files(&names, false, false)
+                    .map(drop)
+                    .map_err(|e| call_err("EnableUnitFiles", &units.join(" "), e))
+            }
+            Step::Disable(units) => {
+                let names: Vec<&str> = units.iter().map(String::as_str).collect();
+                self.manager()?
+                    .disable_unit_files(&names, false)
+                    .map(drop)
+                    .map_err(|e| call_err("DisableUnitFiles", &units.join(" "), e))
+            }
+            Step::Start(unit) => self.job("start", "StartUnit", unit, |m| {
+                m.start_unit(unit, "replace")
+            }),
+            Step::Stop(unit) => {
+                // Stopping a unit that is not loaded is already done.
+                match self.manager()?.get_unit(unit) {
+                    Err(e) if is_no_such_unit(&e) => return Ok(()),
+                    Err(e) => return Err(call_err("GetUnit", unit, e)),
+                    Ok(_) => {}
+                }
+                self.job("stop", "StopUnit", unit, |m| m.stop_unit(unit, "replace"))
+            }
+            Step::Restart(unit) => self.job("restart", "RestartUnit", unit, |m| {
+                m.restart_unit(unit, "replace")
+            }),
+            Step::ResetFailed(units) => {
+                let manager = self.manager()?;
+                for unit in units {
+                    match manager.reset_failed_unit(unit) {
+                        Ok(()) => {}
+                        Err(e) if is_no_such_unit(&e) => {}
+                        Err(e) => return Err(call_err("ResetFailedUnit", unit, e)),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn status(&self, m: &Manifest) -> Result<ServiceStatus, BackendError> {
+        let service_unit = m.service_unit();
+        let service = self.unit_state(&service_unit)?;
+        let sockets = m
+            .socket_units()
+            .iter()
+            .map(|u| self.unit_state(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timer = m.timer_unit().map(|u| self.unit_state(&u)).transpose()?;
+        let props = self.service_proxy(&service_unit)?;
+        let unit = service_unit.as_str();
+        let e = |call: &'static str| move |err| call_err(call, unit, err);
+        let main_pid = props.main_pid().map_err(e("get MainPID of"))?;
+        let n_restarts = props.n_restarts().map_err(e("get NRestarts of"))?;
+        let exec_main_status = props
+            .exec_main_status()
+            .map_err(e("get ExecMainStatus of"))?;
+        let status_text = props.status_text().map_err(e("get StatusText of"))?;
+        let mut listen = Vec::new();
+        for unit in m.socket_units() {
+            let addresses = self
+                .socket_proxy(&unit)?
+                .listen()
+                .map_err(|err| call_err("get Listen of", &unit, err))?;
+            listen.extend(addresses.into_iter().map(|(_, address)| address));
+        }
+        let thrash = thrash_reason(&service, &sockets);
+        let start_limit_hit = super::start_limit_hit(&service, &sockets);
+        let linger = match self.scope {
+            Scope::User => super::linger::current_user_lingers(),
+            Scope::System => None,
+        };
+        Ok(ServiceStatus {
+            name: m.name.clone(),
+            scope: self.scope,
+            manager: "systemd",
+            manifest: None,
+            service,
+            sockets,
+            timer,
+            main_pid: (main_pid != 0).then_some(main_pid),
+            n_restarts: Some(n_restarts),
+            exec_main_status: Some(exec_main_status),
+            listen,
+            status_text: (!status_text.is_empty()).then_some(status_text),
+            start_limit_hit,
+            thrash: thrash.is_some(),
+            thrash_reason: thrash,
+            linger,
+            orphans: None,
+        })
+    }
+
+    fn manager_view(&self, m: &Manifest) -> Result<ManagerView, BackendError> {
+        self.unit_view(&m.service_unit())
+    }
+
+    fn logs_command(&self, m: &Manifest, follow: bool, lines: Option<u32>) -> Command {
+        let mut cmd = Command::new("journalctl");
+        cmd.args(journalctl_args(self.scope, m, follow, lines));
+        cmd
+    }
+}
+
+/// `journalctl` arguments for a service's logs; pure.
+pub fn journalctl_args(
+    scope: Scope,
+    m: &Manifest,
+    follow: bool,
+    lines: Option<u32>,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    if scope == Scope::User {
+        args.push("--user".to_owned());
+    }
+    for unit in units(m) {
+        args.push("-u".to_owned());
+        args.push(unit);
+    }
+    if let Some(n) = lines {
+        args.push("-n".to_owned());
+        args.push(n.to_string());
+    }
+    if follow {
+        args.push("-f".to_owned());
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(extra: &str) -> Manifest {
+        Manifest::from_toml(&format!(
+            "name = \"echo\"\ncommand = [\"/bin/echo\"]\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn user_bus_address_prefers_session_variable() {
+        assert_eq!(
+            user_bus_address(Some("unix:path=/x"), Some(Path::new("/run/user/1"))).unwrap(),
+            "unix:path=/x"
+        );
+        assert_eq!(
+            user_bus_address(Some(""), Some(Path::new("/run/user/1"))).unwrap(),
+            "unix:path=/run/user/1/bus"
+        );
+        let err = user_bus_address(None, None).unwrap_err().to_string();
+        assert!(err.contains("XDG_RUNTIME_DIR"), "{err}");
+        assert!(err.contains("sudo"), "the message says what to do: {err}");
+    }
+
+    #[test]
+    fn steps_act_on_the_socket_when_socket_activated() {
+        let sd = Systemd::new(Scope::System).unwrap();
+        let m = manifest("[[socket]]\nlisten = \"unix:{runtime}/echo.sock\"\n");
+        let files = vec![
+            PathBuf::from("/etc/systemd/system/echo.service"),
+            PathBuf::from("/etc/systemd/system/echo.socket"),
+        ];
+        let shown: Vec<String> = sd
+            .install_steps(&m, &files, true)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "reload the manager (daemon-reload)",
+                "enable echo.service echo.socket",
+                "start echo.socket"
+            ]
+        );
+        assert_eq!(
+            sd.stop_steps(&m),
+            [
+                Step::Stop("echo.socket".into()),
+                Step::Stop("echo.service".into())
+            ]
+        );
+        assert_eq!(
+            sd.restart_steps(&m)[1..],
+            [
+                Step::Start("echo.socket".into()),
+                Step::Restart("echo.service".into())
+            ]
+        );
+        assert_eq!(
+            sd.start_steps(&m).last(),
+            Some(&Step::Start("echo.socket".into()))
+        );
+        let (before, after) = sd.uninstall_steps(&m, &files);
+        assert_eq!(
+            before.last(),
+            Some(&Step::Disable(vec![
+                "echo.service".into(),
+                "echo.socket".into()
+            ]))
+        );
+        assert_eq!(after.last(), Some(&Step::Reload));
+    }
+
+    #[test]
+    fn plain_service_starts_itself_and_no_start_skips_it() {
+        let sd = Systemd::new(Scope::System).unwrap();
+        let m = manifest("");
+        let files = vec![PathBuf::from("/etc/systemd/system/echo.service")];
+        assert_eq!(
+            sd.install_steps(&m, &files, false),
+            [Step::Reload, Step::Enable(vec!["echo.service".into()])]
+        );
+        assert_eq!(
+            sd.restart_steps(&m),
+            [
+                Step::ResetFailed(vec!["echo.service".into()]),
+                Step::Restart("echo.service".into())
+            ]
+        );
+        assert_eq!(
+            unit_dir(Scope::System, &Dirs::system()),
+            PathBuf::from("/etc/systemd/system")
+        );
+    }
+
+    #[test]
+    fn journalctl_arguments() {
+        let m = manifest("[[socket]]\nlisten = \"tcp:80\"\n");
+        assert_eq!(
+            journalctl_args(Scope::User, &m, true, Some(20)),
+            [
+                "--user",
+                "-u",
+                "echo.socket",
+                "-u",
+                "echo.service",
+                "-n",
+                "20",
+                "-f"
+            ]
+        );
+        assert_eq!(
+            journalctl_args(Scope::System, &manifest(""), false, None),
+            ["-u", "echo.service"]
+        );
+    }
+}
