@@ -44,7 +44,7 @@ pub struct Args {
     /// The manifest to run
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
-    /// An installed service's name, instead of --manifest
+    /// An installed service's name (its manifest as `initkit install` recorded it), instead of --manifest
     #[arg(
         value_name = "NAME",
         conflicts_with = "manifest",
@@ -74,14 +74,11 @@ struct Plan {
 }
 
 fn plan(args: Args) -> anyhow::Result<Plan> {
-    let path = match (&args.manifest, &args.name) {
-        (Some(path), _) => path.clone(),
-        (None, Some(name)) => bail!(
-            "initkit exec {name}: looking up installed services by name is not available in this build; pass --manifest FILE"
-        ),
+    let manifest = match (&args.manifest, &args.name) {
+        (Some(path), _) => super::load_manifest(path)?.manifest,
+        (None, Some(name)) => installed_manifest(name)?,
         (None, None) => bail!("pass --manifest FILE or a service NAME"),
     };
-    let manifest = super::load_manifest(&path)?.manifest;
     let dirs = Dirs::current(manifest.scope);
     let command = if args.command.is_empty() {
         let dirs = dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -105,6 +102,33 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         failure_budget: args.failure_budget,
         watch_interval,
     })
+}
+
+/// The manifest `initkit install` recorded for `name`, user scope first, then
+/// system. A scope whose registry cannot be located (no `HOME` for a system
+/// service) is skipped.
+fn installed_manifest(name: &str) -> anyhow::Result<Manifest> {
+    use initkit::backend::registry;
+    use initkit::manifest::Scope;
+    let mut found = Vec::new();
+    let mut looked = Vec::new();
+    for scope in [Scope::User, Scope::System] {
+        let Ok(dir) = registry::dir(scope) else {
+            continue;
+        };
+        if let Some(installed) = registry::get_in(&dir, name)? {
+            found.push(installed);
+        }
+        looked.push(dir.display().to_string());
+    }
+    match found.len() {
+        0 => bail!(
+            "no initkit-installed service named {name:?} (looked in {}); install it first, or pass --manifest FILE",
+            looked.join(" and ")
+        ),
+        1 => Ok(found.remove(0).manifest),
+        _ => bail!("{name:?} is installed for both the user and the system; pass --manifest FILE"),
+    }
 }
 
 /// How this process was started, from what the environment says.

@@ -723,11 +723,56 @@ fn failure_budget_stops_a_crash_loop_with_exit_0() {
 }
 
 #[test]
-fn name_form_without_registry_is_a_clear_error() {
-    let out = support::run(initkit().args(["exec", "echo", "--", "/bin/true"]));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("pass --manifest FILE"), "{err}");
+fn name_form_finds_the_installed_manifest_in_the_registry() {
+    let sb = Sandbox::new();
+    let name = support::unique_name("runtime");
+    let mut cmd = initkit();
+    cmd.args(["exec", &name, "--", "/bin/true"]);
+    sb.env(&mut cmd);
+    let (code, err) = finish(&mut cmd, 10.0);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no initkit-installed service named {name:?}")),
+        "{err}"
+    );
+
+    // The record `initkit install` writes: {state}/initkit/installed/NAME.json.
+    let text = std::fs::read_to_string(sb.manifest("")).unwrap().replacen(
+        "name = \"echo\"",
+        &format!("name = \"{name}\""),
+        1,
+    );
+    let record = format!(
+        "{{\"version\": 1, \"name\": \"{name}\", \"scope\": \"user\", \"manifest_path\": \"/nonexistent/{name}.toml\", \"manifest\": {}, \"files\": []}}",
+        json_string(&text)
+    );
+    let registry = sb.path("state/initkit/installed");
+    std::fs::create_dir_all(&registry).unwrap();
+    std::fs::write(registry.join(format!("{name}.json")), record).unwrap();
+    let mut cmd = initkit();
+    cmd.args(["exec", &name]).stderr(Stdio::null());
+    sb.env(&mut cmd);
+    let d = Proc::spawn(&mut cmd);
+    let sock = sb.sock();
+    assert!(
+        wait_until(5.0, || ping(&sock).is_some()),
+        "runs the recorded manifest's command"
+    );
+    assert_eq!(ping(&sock), Some(pong_of(d.pid())));
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[test]
