@@ -938,3 +938,27 @@ fn system_scope_off_init_runs_the_daemon_as_the_manifest_user() {
         "SocketMode= default, as systemd"
     );
 }
+
+#[test]
+fn library_guard_stops_a_self_binding_daemon_when_its_lock_is_removed() {
+    let sb = Sandbox::new();
+    let sock = sb.sock();
+    let mut a = Proc::spawn(
+        Command::new(echo_daemon())
+            .arg("--bind")
+            .arg(&sock)
+            .arg("--lock")
+            .arg(sb.path("state/echo/echo.lock"))
+            .stderr(Stdio::piped()),
+    );
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    std::fs::remove_dir_all(sb.path("state")).unwrap();
+    let status = a.wait_secs(5.0).expect("stops within the watch interval");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !sock.exists(),
+        "it removed its own socket path on the way out"
+    );
+    let err = a.stderr();
+    assert!(err.contains("echo.lock vanished"), "{err}");
+}
