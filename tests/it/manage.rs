@@ -16,19 +16,9 @@ use std::time::Duration;
 
 use initkit::backend::systemd::Systemd;
 
-use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserManager};
-
-/// The example daemon built next to the initkit binary.
-fn echo_daemon() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_initkit"));
-    let path = bin.parent().unwrap().join("examples/echo_daemon");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --examples` (cargo test builds it)",
-        path.display()
-    );
-    path
-}
+use crate::support::{
+    echo_daemon, initkit, run, unique_name, user_manager, wait_until, UserManager,
+};
 
 fn home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))

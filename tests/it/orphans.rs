@@ -19,7 +19,9 @@ use initkit::orphan::{self, Reason, Skipped, Tracked};
 use initkit::scan::{FileId, Interest};
 use serde_json::Value;
 
-use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserManager};
+use crate::support::{
+    echo_daemon, initkit, run, unique_name, user_manager, wait_until, UserManager,
+};
 
 /// A daemon: optional `--lock PATH` (flock, held), `--listen PATH` (unlink,
 /// bind, listen), or the socket systemd passes; `--pidfile PATH` is written
@@ -839,19 +841,6 @@ fn exec_applies_the_on_start_policy() {
         !copy.alive(),
         "terminate stopped the orphan before the start"
     );
-}
-
-/// The example daemon built next to the initkit binary (`cargo test` builds
-/// examples).
-fn echo_daemon() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_initkit"));
-    let path = bin.parent().unwrap().join("examples/echo_daemon");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --examples`",
-        path.display()
-    );
-    path
 }
 
 /// Case 1 with the real example service installed by initkit: a copy of
