@@ -11,6 +11,9 @@ scripts/setup.sh
 export INITKIT_REQUIRE_MANAGER=1
 export XDG_RUNTIME_DIR
 XDG_RUNTIME_DIR=$(scripts/user-manager.sh start)
+# Tests run the example daemon as a real program: build it as one (cargo test
+# --all-targets builds examples only as test harnesses).
+cargo build --locked --quiet --examples
 cargo test --locked --all-targets "$@"
 if [ $# -eq 0 ]; then
   scripts/check-macos.sh

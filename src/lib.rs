@@ -7,7 +7,7 @@
 //! | module | what it models | pure? |
 //! |---|---|---|
 //! | [`activation`] | what a managed daemon links: sockets by name, sd_notify, the off-init guard | reads the OS |
-//! | `manifest` | TOML manifest → validated [`manifest::Manifest`] | pure |
+//! | `manifest` | TOML manifest → validated `Manifest` | pure |
 //! | `render` | manifest → systemd units and launchd plists | pure |
 //! | `scan` | a snapshot of the process table, `/proc/locks`, `/proc/net/unix` | reads the OS through one function |
 //! | `orphan` | (snapshot, manifest, manager view) → findings | pure |

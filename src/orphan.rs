@@ -182,6 +182,11 @@ fn classify_one(
     if !argv_match && locks.is_empty() && listens.is_empty() {
         return None;
     }
+    // systemd itself holds activation sockets (and adopts orphans): it is a
+    // candidate only when it matches the argv rule, which it never does.
+    if !argv_match && p.comm == "systemd" {
+        return None;
+    }
     if is_tracked(snapshot, tracked, &locks, p) {
         return None;
     }
@@ -217,7 +222,7 @@ fn classify_one(
         reasons.push(Reason::Stopped);
         evidence.push("state T (stopped)".to_owned());
     }
-    let uid = p.detail.as_ref().map(|d| d.uid).filter(|u| *u != u32::MAX);
+    let uid = p.detail.as_ref().and_then(|d| d.uid);
     match uid {
         Some(uid) if uid != rules.owner_uid => {
             reasons.push(Reason::ForeignUid);
@@ -389,15 +394,18 @@ struct ListenFact {
     inode: u64,
     path: PathBuf,
     current: Option<FileId>,
+    /// The kernel reported which file the socket created.
+    known: bool,
     stale: bool,
 }
 
 impl ListenFact {
     fn describe(&self) -> String {
         let now = match self.current {
-            None => "the path is gone".to_owned(),
-            Some(_) if self.stale => "the path now leads to another socket".to_owned(),
-            Some(_) => "the path leads to it".to_owned(),
+            None => "the path is gone",
+            Some(_) if self.stale => "the path now leads to another socket",
+            Some(_) if self.known => "the path leads to it",
+            Some(_) => "cannot tell whether the path still leads to it (no sock_diag)",
         };
         format!(
             "fd {} listens on {} (socket {}); {now}",
@@ -442,6 +450,7 @@ fn listen_facts(snapshot: &Snapshot, rules: &Rules, p: &Process) -> Vec<ListenFa
             inode,
             path: rule.path.clone(),
             current: rule.current,
+            known: socket.vfs.is_some(),
             stale,
         });
     }
@@ -471,11 +480,7 @@ impl Rules {
             .iter()
             .map(|word| dirs.resolve(&Template::parse(word)).into_os_string())
             .collect();
-        let lock = manifest
-            .orphans
-            .lock
-            .as_ref()
-            .map(|t| PathState::observe(dirs.resolve(t)));
+        let lock = Some(PathState::observe(lock_path(manifest, dirs)));
         let sockets = manifest
             .sockets
             .iter()
@@ -492,6 +497,18 @@ impl Rules {
             owner_uid,
             self_pid: std::process::id(),
         })
+    }
+}
+
+/// Where the off-init guard's lock lives: `[orphans] lock`, else
+/// `{runtime}/initkit/<name>.lock`.
+pub fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
+    match &manifest.orphans.lock {
+        Some(t) => dirs.resolve(t),
+        None => dirs
+            .runtime
+            .join("initkit")
+            .join(format!("{}.lock", manifest.name)),
     }
 }
 
@@ -551,4 +568,163 @@ pub fn find(
 ) -> Result<Vec<Finding>, FindError> {
     let rules = Rules::observe(manifest, dirs)?;
     find_all(&[(rules, tracked.clone())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{Detail, Fd, UnixSocket};
+
+    fn process(pid: u32, ppid: u32, argv: &[&str], comm: &str) -> Process {
+        Process {
+            pid,
+            ppid,
+            state: 'S',
+            start_ticks: 1000 + u64::from(pid),
+            comm: comm.into(),
+            argv: argv.iter().map(OsString::from).collect(),
+            detail: Some(Detail {
+                uid: Some(1000),
+                exe: None,
+                cgroup_v2: Some("/".into()),
+                cgroup_systemd: None,
+                fds: Vec::new(),
+                partial: Vec::new(),
+            }),
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            service: "echo".into(),
+            match_argv: vec!["/bin/echod".into()],
+            lock: None,
+            sockets: vec![PathState {
+                path: "/run/echo.sock".into(),
+                current: Some(FileId { dev: 5, ino: 77 }),
+            }],
+            owner_uid: 1000,
+            self_pid: 4242,
+        }
+    }
+
+    fn snapshot(mut processes: Vec<Process>) -> Snapshot {
+        processes.sort_by_key(|p| p.pid);
+        Snapshot {
+            processes,
+            uptime_secs: 100.0,
+            ticks_per_sec: 100,
+            ..Snapshot::default()
+        }
+    }
+
+    fn pids(findings: &[Finding]) -> Vec<u32> {
+        findings.iter().map(|f| f.pid).collect()
+    }
+
+    #[test]
+    fn cgroup_members_and_sub_cgroups_are_tracked_prefix_siblings_are_not() {
+        let cg = "/user.slice/app.slice/echo.service";
+        let mut inside = process(10, 9, &["/bin/echod"], "echod");
+        inside.detail.as_mut().unwrap().cgroup_v2 = Some(format!("{cg}/worker"));
+        let mut sibling = process(11, 9, &["/bin/echod", "-x"], "echod");
+        sibling.detail.as_mut().unwrap().cgroup_v2 = Some(format!("{cg}2"));
+        let mut v1_only = process(12, 9, &["/bin/echod"], "echod");
+        v1_only.detail.as_mut().unwrap().cgroup_systemd = Some(cg.to_owned());
+        let other = process(13, 1, &["/bin/other"], "other");
+        let snap = snapshot(vec![inside, sibling, v1_only, other]);
+        let tracked = Tracked {
+            control_group: Some(cg.to_owned()),
+            ..Tracked::default()
+        };
+        let found = classify(&snap, &rules(), &tracked);
+        assert_eq!(pids(&found), vec![11]);
+        assert_eq!(found[0].reasons, vec![Reason::Untracked]);
+    }
+
+    #[test]
+    fn launchd_job_and_descendants_are_tracked() {
+        let snap = snapshot(vec![
+            process(50, 1, &["/bin/echod"], "echod"),
+            process(51, 50, &["/bin/echod", "--child"], "echod"),
+            process(60, 1, &["/bin/echod"], "echod"),
+        ]);
+        let tracked = Tracked {
+            launchd_pid: Some(50),
+            ..Tracked::default()
+        };
+        let found = classify(&snap, &rules(), &tracked);
+        assert_eq!(pids(&found), vec![60]);
+        assert_eq!(found[0].headline(), Reason::Reparented);
+    }
+
+    #[test]
+    fn listeners_systemd_self_and_pid_one_are_judged_right() {
+        let listening = |inode: u64, bound_ino: u64| UnixSocket {
+            inode,
+            path: Some("/run/echo.sock".into()),
+            listening: true,
+            vfs: Some(FileId {
+                dev: 5,
+                ino: bound_ino,
+            }),
+        };
+        let with_socket = |mut p: Process, inode: u64| {
+            p.detail.as_mut().unwrap().fds.push(Fd {
+                fd: 3,
+                target: FdTarget::Socket { inode },
+            });
+            p
+        };
+        let mut snap = snapshot(vec![
+            // systemd holds the live activation socket: never a candidate.
+            with_socket(
+                process(2, 1, &["/lib/systemd/systemd", "--user"], "systemd"),
+                900,
+            ),
+            // A different program listening on the path it lost.
+            with_socket(process(30, 1, &["/usr/bin/socat"], "socat"), 901),
+            // This process matches but is the classifier itself.
+            process(4242, 1, &["/bin/echod"], "echod"),
+        ]);
+        snap.unix_sockets = vec![listening(900, 77), listening(901, 76)];
+        let found = classify(&snap, &rules(), &Tracked::default());
+        assert_eq!(pids(&found), vec![30]);
+        assert_eq!(
+            found[0].reasons,
+            vec![Reason::StaleListener, Reason::Reparented]
+        );
+        // Without the kernel's word on path ownership there is no guess: an
+        // untracked listener, not a stale one.
+        snap.unix_sockets[1].vfs = None;
+        let found = classify(&snap, &rules(), &Tracked::default());
+        assert_eq!(found[0].reasons, vec![Reason::Reparented]);
+        assert!(
+            found[0].evidence.iter().any(|e| e.contains("cannot tell")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn foreign_uid_stopped_and_age() {
+        let mut p = process(70, 69, &["/bin/echod"], "echod");
+        p.state = 'T';
+        p.detail.as_mut().unwrap().uid = Some(0);
+        p.start_ticks = 100 * 40; // started 40 s after boot, 60 s ago
+        let snap = snapshot(vec![process(69, 1, &["/bin/sh"], "sh"), p]);
+        let found = classify(&snap, &rules(), &Tracked::default());
+        assert_eq!(
+            found[0].reasons,
+            vec![Reason::Untracked, Reason::Stopped, Reason::ForeignUid]
+        );
+        assert_eq!(found[0].age_secs, 60);
+    }
+
+    #[test]
+    fn ages_read_like_status() {
+        assert_eq!(format_age(45), "45s");
+        assert_eq!(format_age(33 * 60 + 5), "33m");
+        assert_eq!(format_age(2 * 3600 + 5 * 60), "2h05m");
+        assert_eq!(format_age(3 * 86_400 + 4 * 3600), "3d04h");
+    }
 }

@@ -314,7 +314,13 @@ impl Listeners {
                 // SAFETY: the descriptors were passed to this process (the
                 // pid matched) and TAKEN guarantees nobody else in this
                 // process claimed them through this API.
-                unsafe { Listeners::from_passed(&passed) }.map(Some)
+                let taken = unsafe { Listeners::from_passed(&passed) };
+                if taken.is_err() {
+                    // Nothing was owned (validation precedes ownership): a
+                    // retry reports the same error, not "already taken".
+                    TAKEN.store(false, Ordering::SeqCst);
+                }
+                taken.map(Some)
             }
         }
     }

@@ -6,7 +6,7 @@
 //! | systemd (`LISTEN_FDS` for this pid) | checks the passed fds and names, execs unchanged |
 //! | systemd, `LISTEN_PID` names another pid | refuses loudly, exit 3 |
 //! | launchd (macOS) | activates each manifest socket by name, moves them to fds 3.., exports `LISTEN_*`, applies the failure budget |
-//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`, the manifest's `environment` and `working-directory`; a watcher stops the daemon if its paths are taken |
+//! | nothing (off-init) | guard: lock (kept across exec), bind, fds 3.., `LISTEN_*`, the manifest's `environment`, `working-directory`, `user`/`group`; a watcher stops the daemon if its paths are taken |
 //!
 //! Exit codes of `initkit exec` itself (once it execs, the daemon's own):
 //! 0 already running, or failure budget exhausted; 2 error (nothing that was
@@ -34,7 +34,8 @@ const AFTER_HELP: &str = "\
 Exit codes (before the daemon is executed):
   0  already running (pid N), or the failure budget is exhausted
   2  error: bad manifest, unsafe socket path, exec failed (nothing that was
-     there before is removed)
+     there before is removed), or [orphans] on-start = \"refuse\" found
+     instances the manager does not track
   3  socket-activated but LISTEN_PID mismatch (a wrapper forked?)
 After exec the exit code is the daemon's.";
 
@@ -44,7 +45,7 @@ pub struct Args {
     /// The manifest to run
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
-    /// An installed service's name, instead of --manifest
+    /// An installed service's name (its manifest as `initkit install` recorded it), instead of --manifest
     #[arg(
         value_name = "NAME",
         conflicts_with = "manifest",
@@ -74,14 +75,11 @@ struct Plan {
 }
 
 fn plan(args: Args) -> anyhow::Result<Plan> {
-    let path = match (&args.manifest, &args.name) {
-        (Some(path), _) => path.clone(),
-        (None, Some(name)) => bail!(
-            "initkit exec {name}: looking up installed services by name is not available in this build; pass --manifest FILE"
-        ),
+    let manifest = match (&args.manifest, &args.name) {
+        (Some(path), _) => super::load_manifest(path)?.manifest,
+        (None, Some(name)) => installed_manifest(name)?,
         (None, None) => bail!("pass --manifest FILE or a service NAME"),
     };
-    let manifest = super::load_manifest(&path)?.manifest;
     let dirs = Dirs::current(manifest.scope);
     let command = if args.command.is_empty() {
         let dirs = dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -105,6 +103,33 @@ fn plan(args: Args) -> anyhow::Result<Plan> {
         failure_budget: args.failure_budget,
         watch_interval,
     })
+}
+
+/// The manifest `initkit install` recorded for `name`, user scope first, then
+/// system. A scope whose registry cannot be located (no `HOME` for a system
+/// service) is skipped.
+fn installed_manifest(name: &str) -> anyhow::Result<Manifest> {
+    use initkit::backend::registry;
+    use initkit::manifest::Scope;
+    let mut found = Vec::new();
+    let mut looked = Vec::new();
+    for scope in [Scope::User, Scope::System] {
+        let Ok(dir) = registry::dir(scope) else {
+            continue;
+        };
+        if let Some(installed) = registry::get_in(&dir, name)? {
+            found.push(installed);
+        }
+        looked.push(dir.display().to_string());
+    }
+    match found.len() {
+        0 => bail!(
+            "no initkit-installed service named {name:?} (looked in {}); install it first, or pass --manifest FILE",
+            looked.join(" and ")
+        ),
+        1 => Ok(found.remove(0).manifest),
+        _ => bail!("{name:?} is installed for both the user and the system; pass --manifest FILE"),
+    }
 }
 
 /// How this process was started, from what the environment says.
@@ -162,11 +187,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 fd::inspect(p.fd, &p.name)?;
             }
             check_passed_names(&plan.manifest, &passed).map_err(anyhow::Error::msg)?;
+            // Under the manager the paths may not resolve (no HOME for a
+            // system service); then the check has nothing to look at.
+            if let Ok(dirs) = &plan.dirs {
+                orphan_precheck(&plan.manifest, dirs)?;
+            }
             Err(exec(&plan.command, None, None))
         }
         Mode::OffInit => {
             let dirs = plan.dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-            orphan_precheck(&plan.manifest, dirs);
+            orphan_precheck(&plan.manifest, dirs)?;
             #[cfg(any(target_os = "macos", initkit_check_macos))]
             if let Some(outcome) = launchd(&plan, dirs)? {
                 return outcome;
@@ -223,10 +253,79 @@ fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Out
     Ok(Some(Err(exec(&plan.command, Some(&env), None))))
 }
 
-/// Seam for the orphan issue: apply `[orphans] on-start` with the classifier
-/// from `crate::orphan` once it lands. Until then this reports nothing: the
-/// guard below still refuses to start a second instance.
-fn orphan_precheck(_manifest: &Manifest, _dirs: &Dirs) {}
+/// `[orphans] on-start`: before starting, look for instances the manager
+/// does not track, with the same classifier as `initkit orphans`, and report
+/// them, stop them (`terminate`) or refuse to start (`refuse`, exit 2).
+/// A failed scan is a warning, except under `refuse`, which fails closed.
+fn orphan_precheck(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<()> {
+    use initkit::manifest::OnStart;
+    use initkit::orphan;
+    let name = &manifest.name;
+    let findings = match orphan::find(manifest, dirs, &own_view()) {
+        Ok(findings) => findings,
+        Err(e) if manifest.orphans.on_start == OnStart::Refuse => {
+            return Err(e).context("orphan check before start (on-start = refuse)")
+        }
+        Err(e) => {
+            eprintln!("initkit exec {name}: warning: orphan check skipped: {e}");
+            return Ok(());
+        }
+    };
+    for f in &findings {
+        let reasons: Vec<&str> = f.reasons.iter().map(|r| r.as_str()).collect();
+        eprintln!(
+            "initkit exec {name}: orphan pid {} ({}, {}): {}",
+            f.pid,
+            reasons.join(","),
+            orphan::format_age(f.age_secs),
+            f.argv.join(" ")
+        );
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    match manifest.orphans.on_start {
+        OnStart::Report => Ok(()),
+        OnStart::Terminate => {
+            let grace = Duration::from_secs(u64::from(manifest.stop_timeout.unwrap_or(5)));
+            let report =
+                orphan::kill(&findings, grace).context("stop orphans (on-start = terminate)")?;
+            for pid in report.terminated.iter().chain(&report.killed) {
+                eprintln!("initkit exec {name}: stopped orphan pid {pid}");
+            }
+            for (pid, why) in &report.skipped {
+                eprintln!("initkit exec {name}: left orphan pid {pid} alone: {why:?}");
+            }
+            Ok(())
+        }
+        OnStart::Refuse => {
+            let pids: Vec<String> = findings.iter().map(|f| f.pid.to_string()).collect();
+            bail!(
+                "refusing to start: {} untracked instance(s) run (pid {}); stop them with `initkit orphans --kill`, or set [orphans] on-start",
+                findings.len(),
+                pids.join(", ")
+            )
+        }
+    }
+}
+
+/// The manager's view from inside: under systemd this process sits in its
+/// unit's cgroup, and that cgroup is the instance; anywhere else it runs
+/// off-init and the guard's lock holder is the instance.
+fn own_view() -> initkit::orphan::Tracked {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .map(|t| initkit::scan::parse_cgroup(&t))
+        .unwrap_or_default();
+    let unit = [cgroup.0, cgroup.1]
+        .into_iter()
+        .flatten()
+        .find(|p| p.ends_with(".service"));
+    initkit::orphan::Tracked {
+        guard: unit.is_none(),
+        control_group: unit,
+        ..initkit::orphan::Tracked::default()
+    }
+}
 
 #[cfg(any(target_os = "macos", initkit_check_macos))]
 fn launchd_sockets(manifest: &Manifest) -> anyhow::Result<Option<Vec<Passed>>> {
@@ -237,27 +336,24 @@ fn launchd_sockets(manifest: &Manifest) -> anyhow::Result<Option<Vec<Passed>>> {
     Ok(initkit::activation::launchd::activate_all(&names)?)
 }
 
-/// Where the off-init guard's lock lives: `[orphans] lock`, else
-/// `{runtime}/initkit/<name>.lock`.
+/// Where the off-init guard's lock lives (shared with the orphan scanner).
 fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
-    match &manifest.orphans.lock {
-        Some(t) => dirs.resolve(t),
-        None => dirs
-            .runtime
-            .join("initkit")
-            .join(format!("{}.lock", manifest.name)),
-    }
+    initkit::orphan::lock_path(manifest, dirs)
 }
 
 fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     let m = &plan.manifest;
+    // Checked before anything is locked or bound.
+    let unit = UnitSettings::of(m, dirs)?;
     let mut spec = GuardSpec::new(lock_path(m, dirs));
     if let Some(interval) = plan.watch_interval {
         spec = spec.takeover_wait(interval * 6);
     }
     for s in &m.sockets {
         if let Listen::Unix(path) = &s.listen {
-            spec = spec.unix_socket(&s.name, dirs.resolve(path), s.mode, s.backlog);
+            // systemd's SocketMode= defaults to 0666; match it off-init.
+            let mode = s.mode.unwrap_or(0o666);
+            spec = spec.unix_socket(&s.name, dirs.resolve(path), Some(mode), s.backlog);
         }
     }
     let guard = match spec.acquire().context("single-instance guard")? {
@@ -295,7 +391,7 @@ fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     if let Some(interval) = plan.watch_interval {
         spawn_watcher(&parts.watch, interval, &env)?;
     }
-    let err = exec(&plan.command, Some(&env), Some(&UnitSettings::of(m, dirs)));
+    let err = exec(&plan.command, Some(&env), Some(&unit));
     // Nothing runs on our sockets: remove the paths we bound (still ours).
     parts.watch.cleanup_sockets();
     Err(err)
@@ -474,6 +570,13 @@ fn exec(
         if let Some(dir) = &unit.working_directory {
             cmd.current_dir(dir);
         }
+        // std sets the group first, drops supplementary groups, then the user.
+        if let Some(gid) = unit.gid {
+            cmd.gid(gid);
+        }
+        if let Some(uid) = unit.uid {
+            cmd.uid(uid);
+        }
     }
     if let Some(listen) = listen {
         for var in env::ACTIVATION_VARS {
@@ -490,22 +593,54 @@ fn exec(
 }
 
 /// What the generated unit or plist sets for the daemon, applied by exec
-/// off-init so the daemon sees the same environment there.
+/// off-init so the daemon runs the same there: environment, working
+/// directory, and (system scope, started as root) the manifest's user and
+/// group. Supplementary groups are dropped, not initialised.
 struct UnitSettings {
     environment: Vec<(String, OsString)>,
     working_directory: Option<PathBuf>,
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 impl UnitSettings {
-    fn of(manifest: &Manifest, dirs: &Dirs) -> UnitSettings {
-        UnitSettings {
+    fn of(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<UnitSettings> {
+        let user = match &manifest.user {
+            Some(name) => Some(
+                nix::unistd::User::from_name(name)
+                    .with_context(|| format!("look up user {name:?}"))?
+                    .with_context(|| format!("user {name:?} (from the manifest) does not exist"))?,
+            ),
+            None => None,
+        };
+        let group = match &manifest.group {
+            Some(name) => Some(
+                nix::unistd::Group::from_name(name)
+                    .with_context(|| format!("look up group {name:?}"))?
+                    .with_context(|| format!("group {name:?} (from the manifest) does not exist"))?
+                    .gid,
+            ),
+            None => user.as_ref().map(|u| u.gid),
+        };
+        let euid = nix::unistd::geteuid();
+        let uid = user.as_ref().map(|u| u.uid).filter(|u| *u != euid);
+        let gid = group.filter(|g| *g != nix::unistd::getegid());
+        if (uid.is_some() || gid.is_some()) && !euid.is_root() {
+            bail!(
+                "the manifest runs the daemon as {}; start initkit exec as root or as that user",
+                manifest.user.as_deref().unwrap_or("another group")
+            );
+        }
+        Ok(UnitSettings {
             environment: manifest
                 .environment
                 .iter()
                 .map(|(k, v)| (k.clone(), dirs.resolve(v).into_os_string()))
                 .collect(),
             working_directory: manifest.working_directory.as_ref().map(|t| dirs.resolve(t)),
-        }
+            uid: uid.map(nix::unistd::Uid::as_raw),
+            gid: gid.map(nix::unistd::Gid::as_raw),
+        })
     }
 }
 

@@ -154,21 +154,21 @@ fn plan_install(args: &InstallArgs) -> anyhow::Result<InstallPlan> {
 }
 
 /// A service named on the command line, resolved to its manifest.
-struct Target {
-    manifest: Manifest,
-    scope: Scope,
-    installed: Option<Installed>,
+pub(super) struct Target {
+    pub(super) manifest: Manifest,
+    pub(super) scope: Scope,
+    pub(super) installed: Option<Installed>,
 }
 
-fn looks_like_path(arg: &str) -> bool {
+pub(super) fn looks_like_path(arg: &str) -> bool {
     arg.contains('/') || Path::extension(Path::new(arg)).is_some_and(|e| e == "toml")
 }
 
-fn scopes(scope: Option<ScopeArg>) -> Vec<Scope> {
+pub(super) fn scopes(scope: Option<ScopeArg>) -> Vec<Scope> {
     scope.map_or_else(|| vec![Scope::User, Scope::System], |s| vec![s.into()])
 }
 
-fn resolve(service: &str, scope: Option<ScopeArg>) -> anyhow::Result<Target> {
+pub(super) fn resolve(service: &str, scope: Option<ScopeArg>) -> anyhow::Result<Target> {
     if looks_like_path(service) {
         let (mut manifest, _, _) = read_manifest(Path::new(service))?;
         let scope = apply_scope(&mut manifest, scope)?;
@@ -376,24 +376,23 @@ fn status_of(target: &Target) -> anyhow::Result<ServiceStatus> {
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
-    let mut statuses = Vec::new();
-    if let Some(service) = &args.service {
-        statuses.push(status_of(&resolve(service, args.scope)?)?);
-    } else {
-        for scope in scopes(args.scope) {
-            let dir = match registry::dir(scope) {
-                Ok(dir) => dir,
-                Err(e) if args.scope.is_some() => return Err(e.into()),
-                Err(_) => continue,
-            };
-            for installed in registry::list_in(&dir)? {
-                statuses.push(status_of(&Target {
-                    manifest: installed.manifest.clone(),
-                    scope: installed.scope,
-                    installed: Some(installed),
-                })?);
+    let targets = match &args.service {
+        Some(service) => vec![resolve(service, args.scope)?],
+        None => installed_targets(args.scope)?,
+    };
+    let mut statuses = targets
+        .iter()
+        .map(status_of)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // One process-table scan for every service; a failed scan leaves
+    // `orphans` null ("not checked") and says why.
+    match super::orphans::for_targets(&targets) {
+        Ok(per_service) => {
+            for (status, findings) in statuses.iter_mut().zip(per_service) {
+                status.orphans = Some(serde_json::to_value(&findings)?);
             }
         }
+        Err(e) => eprintln!("initkit: warning: orphans not checked: {e:#}"),
     }
     if args.json {
         let report = StatusReport {
@@ -409,6 +408,26 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Ok
     })
+}
+
+/// Every initkit-installed service in `scope` (both scopes by default).
+pub(super) fn installed_targets(scope: Option<ScopeArg>) -> anyhow::Result<Vec<Target>> {
+    let mut targets = Vec::new();
+    for s in scopes(scope) {
+        let dir = match registry::dir(s) {
+            Ok(dir) => dir,
+            Err(e) if scope.is_some() => return Err(e.into()),
+            Err(_) => continue,
+        };
+        for installed in registry::list_in(&dir)? {
+            targets.push(Target {
+                manifest: installed.manifest.clone(),
+                scope: installed.scope,
+                installed: Some(installed),
+            });
+        }
+    }
+    Ok(targets)
 }
 
 /// The human status table: one line per service, then notes.
@@ -475,6 +494,9 @@ fn status_table(statuses: &[ServiceStatus]) -> String {
         }
         if !s.listen.is_empty() && s.sockets.iter().all(|u| u.active_state == "active") {
             let _ = writeln!(out, "{}: listening on {}", s.name, s.listen.join(", "));
+        }
+        if let Some(line) = s.orphans.as_ref().and_then(super::orphans::status_line) {
+            let _ = writeln!(out, "{}: {line}", s.name);
         }
         if s.linger == Some(false) {
             let _ = writeln!(

@@ -1,15 +1,16 @@
 //! `initkit orphans`: find, report and safely stop instances the service
 //! manager does not track.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use initkit::backend::{self, BackendError, ManagerView, ServiceManager};
 use initkit::dirs::Dirs;
 use initkit::manifest::{Manifest, Scope};
 use initkit::orphan::{self, Finding, KillReport, Rules, Tracked};
 
-use super::Outcome;
+use super::manage::{installed_targets, resolve, Target};
+use super::{Outcome, ScopeArg};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -26,49 +27,43 @@ pub struct Args {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
-    /// Stop the orphans: SIGTERM (SIGCONT if stopped), SIGKILL after the grace period, then rescan. Never signals the managed instance, another user's process, pid 1 or itself, and never a recycled pid
+    /// Stop the orphans: SIGTERM then SIGCONT (so a stopped one can act on it), SIGKILL after the grace period, then rescan. Never signals the managed instance, another user's process, pid 1 or itself, and never a recycled pid
     #[arg(long)]
     pub kill: bool,
     /// Seconds between SIGTERM and SIGKILL
     #[arg(long, value_name = "SECS", requires = "kill", default_value_t = 5)]
     pub grace: u64,
+    /// Where to look for NAMEs, and which installed services to cover without arguments (default: both)
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
 }
 
-/// Everything validated: the manifests to check and what to do.
+/// Everything validated: the services to check and what to do.
 struct Plan {
-    manifests: Vec<Manifest>,
+    targets: Vec<Target>,
     json: bool,
     kill: Option<Duration>,
 }
 
 fn plan(args: &Args) -> anyhow::Result<Plan> {
-    if args.targets.is_empty() {
-        bail!("listing every installed service needs the service registry, which is not available in this build; name manifests explicitly");
-    }
-    let mut manifests = Vec::new();
-    for target in &args.targets {
-        if !is_path(target) {
-            bail!("{target}: looking up installed services by name is not available in this build; pass the manifest path");
-        }
-        manifests.push(super::load_manifest(Path::new(target))?.manifest);
-    }
+    let targets = if args.targets.is_empty() {
+        installed_targets(args.scope)?
+    } else {
+        args.targets
+            .iter()
+            .map(|t| resolve(t, args.scope))
+            .collect::<anyhow::Result<_>>()?
+    };
     Ok(Plan {
-        manifests,
+        targets,
         json: args.json,
         kill: args.kill.then(|| Duration::from_secs(args.grace)),
     })
 }
 
-fn is_path(target: &str) -> bool {
-    target.contains('/')
-        || Path::new(target)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
-}
-
 pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     let plan = plan(args)?;
-    let services = observe(&plan.manifests)?;
+    let services = observe(&plan.targets)?;
     let findings = orphan::find_all(&services).context("scan processes")?;
     let mut kill_report = None;
     let mut remaining = None;
@@ -76,7 +71,7 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         let report = orphan::kill(&findings, grace).context("stop orphans")?;
         kill_report = Some(report);
         // Rescan from scratch: the manager's view may have moved too.
-        let services = observe(&plan.manifests)?;
+        let services = observe(&plan.targets)?;
         remaining = Some(orphan::find_all(&services).context("rescan processes")?);
     }
     if plan.json {
@@ -87,8 +82,9 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        let manifests: Vec<&Manifest> = plan.targets.iter().map(|t| &t.manifest).collect();
         print_text(
-            &plan.manifests,
+            &manifests,
             &findings,
             kill_report.as_ref(),
             remaining.as_deref(),
@@ -102,26 +98,68 @@ pub fn run(args: &Args) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Rules and the manager's view for each manifest.
-fn observe(manifests: &[Manifest]) -> anyhow::Result<Vec<(Rules, Tracked)>> {
-    manifests
+/// Rules and the manager's view for each service.
+fn observe(targets: &[Target]) -> anyhow::Result<Vec<(Rules, Tracked)>> {
+    targets
         .iter()
-        .map(|m| {
-            let dirs = Dirs::current(m.scope).with_context(|| format!("service {}", m.name))?;
+        .map(|t| {
+            let m = &t.manifest;
+            let dirs = match t.scope {
+                Scope::User => Dirs::current(Scope::User),
+                Scope::System => Ok(Dirs::system()),
+            }
+            .with_context(|| format!("service {}", m.name))?;
             let rules = Rules::observe(m, &dirs)?;
-            let tracked = manager_view(m)
+            let tracked = manager_view(m, t.scope)
                 .with_context(|| format!("service {}: ask the service manager", m.name))?;
             Ok((rules, tracked))
         })
         .collect()
 }
 
+/// The orphans of each target, in order: one scan for all (used by `status`).
+pub(super) fn for_targets(targets: &[Target]) -> anyhow::Result<Vec<Vec<Finding>>> {
+    let services = observe(targets)?;
+    let findings = orphan::find_all(&services).context("scan processes")?;
+    Ok(targets
+        .iter()
+        .map(|t| {
+            findings
+                .iter()
+                .filter(|f| f.service == t.manifest.name)
+                .cloned()
+                .collect()
+        })
+        .collect())
+}
+
+/// `orphans: 1 (pid 62068, reparented, 33m)` from `status --json`'s list;
+/// `None` when there are none.
+pub(super) fn status_line(orphans: &serde_json::Value) -> Option<String> {
+    let list = orphans.as_array().filter(|l| !l.is_empty())?;
+    let items: Vec<String> = list
+        .iter()
+        .map(|f| {
+            format!(
+                "pid {}, {}, {}",
+                f["pid"],
+                f["reasons"][0].as_str().unwrap_or("untracked"),
+                orphan::format_age(f["age_secs"].as_u64().unwrap_or(0))
+            )
+        })
+        .collect();
+    Some(format!("orphans: {} ({})", list.len(), items.join("; ")))
+}
+
 fn print_text(
-    manifests: &[Manifest],
+    manifests: &[&Manifest],
     findings: &[Finding],
     kill: Option<&KillReport>,
     remaining: Option<&[Finding]>,
 ) {
+    if manifests.is_empty() {
+        println!("no initkit-installed services");
+    }
     for m in manifests {
         let mine: Vec<&Finding> = findings.iter().filter(|f| f.service == m.name).collect();
         match mine.len() {
@@ -173,100 +211,115 @@ fn skipped_text(why: &orphan::Skipped) -> String {
         orphan::Skipped::ForeignUid => "another user's process".to_owned(),
         orphan::Skipped::UnknownUid => "its uid could not be read".to_owned(),
         orphan::Skipped::Gone => "it had already exited".to_owned(),
+        orphan::Skipped::PermissionDenied => {
+            "not permitted to signal it (run as its user or root)".to_owned()
+        }
         orphan::Skipped::Recycled { .. } => {
             "the pid now names another process (start time or uid changed)".to_owned()
         }
     }
 }
 
-/// What systemd tracks for the manifest's service, over D-Bus. When no
-/// manager answers or the unit is not loaded, the service runs off-init and
-/// the guard's lock holder is the instance.
-fn manager_view(manifest: &Manifest) -> anyhow::Result<Tracked> {
-    let bus = match manifest.scope {
-        Scope::User => zbus::blocking::Connection::session(),
-        Scope::System => zbus::blocking::Connection::system(),
+/// What the service manager tracks for the service. A manager that runs no
+/// instance (unit not loaded or inactive) means off-init: the guard's lock
+/// holder is the instance. So does a machine without that manager at all:
+/// no bus socket (or none listening), or a bus without systemd on it. Any
+/// other failure to ask is an error: nothing is killed on a guess.
+fn manager_view(manifest: &Manifest, scope: Scope) -> anyhow::Result<Tracked> {
+    let off_init = Tracked {
+        guard: true,
+        ..Tracked::default()
     };
-    let Ok(bus) = bus else {
-        return Ok(Tracked {
-            guard: true,
+    let backend = backend::native(scope)?;
+    match backend.manager_view(manifest) {
+        Ok(view) => Ok(tracked_from(backend.kind(), view)),
+        Err(e) if no_manager(&e) => Ok(off_init),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The error says there is no such manager here, not that asking failed.
+fn no_manager(err: &BackendError) -> bool {
+    match err {
+        BackendError::NoUserBus => true,
+        BackendError::Connect { address, .. } => address
+            .strip_prefix("unix:path=")
+            .map(|path| path.split(',').next().unwrap_or(path))
+            .is_some_and(|path| {
+                let path = std::path::Path::new(path);
+                !path.exists() || std::os::unix::net::UnixStream::connect(path).is_err()
+            }),
+        BackendError::Call { error, .. } => matches!(
+            error.as_ref(),
+            zbus::Error::MethodError(name, _, _)
+                if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown"
+                    || name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner"
+        ),
+        _ => false,
+    }
+}
+
+/// Map the backend's view onto the classifier's input.
+pub(super) fn tracked_from(kind: &str, view: ManagerView) -> Tracked {
+    let running = view.main_pid.is_some() || view.control_group.is_some() || !view.pids.is_empty();
+    if kind == "launchd" {
+        Tracked {
+            launchd_pid: view.main_pid,
+            pids: view.pids,
+            guard: !running,
             ..Tracked::default()
-        });
-    };
-    let manager_pid: Option<u32> = bus
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "GetConnectionUnixProcessID",
-            &("org.freedesktop.systemd1"),
-        )
-        .ok()
-        .and_then(|reply| reply.body().deserialize::<u32>().ok());
-    let Some(manager_pid) = manager_pid else {
-        return Ok(Tracked {
-            guard: true,
-            ..Tracked::default()
-        });
-    };
-    let unit = manifest.service_unit();
-    let reply = bus.call_method(
-        Some("org.freedesktop.systemd1"),
-        "/org/freedesktop/systemd1",
-        Some("org.freedesktop.systemd1.Manager"),
-        "GetUnit",
-        &(unit.as_str()),
-    );
-    let path: zbus::zvariant::OwnedObjectPath = match reply {
-        Ok(reply) => reply.body().deserialize()?,
-        // Not loaded: off-init.
-        Err(zbus::Error::MethodError(name, _, _))
-            if name.as_str() == "org.freedesktop.systemd1.NoSuchUnit" =>
-        {
-            return Ok(Tracked {
-                guard: true,
-                manager_pids: vec![manager_pid],
-                ..Tracked::default()
-            })
         }
-        Err(e) => return Err(e).with_context(|| format!("GetUnit {unit}")),
-    };
-    let get = |iface: &str, prop: &str| -> anyhow::Result<zbus::zvariant::OwnedValue> {
-        let reply = bus
-            .call_method(
-                Some("org.freedesktop.systemd1"),
-                path.as_str(),
-                Some("org.freedesktop.DBus.Properties"),
-                "Get",
-                &(iface, prop),
-            )
-            .with_context(|| format!("{unit} {prop}"))?;
-        Ok(reply.body().deserialize()?)
-    };
-    let control_group: String = get("org.freedesktop.systemd1.Service", "ControlGroup")?
-        .try_into()
-        .context("ControlGroup is not a string")?;
-    let main_pid: u32 = get("org.freedesktop.systemd1.Service", "MainPID")?
-        .try_into()
-        .context("MainPID is not a u32")?;
-    let pids: Vec<u32> = bus
-        .call_method(
-            Some("org.freedesktop.systemd1"),
-            "/org/freedesktop/systemd1",
-            Some("org.freedesktop.systemd1.Manager"),
-            "GetUnitProcesses",
-            &(unit.as_str()),
-        )
-        .ok()
-        .and_then(|r| r.body().deserialize::<Vec<(String, u32, String)>>().ok())
-        .map(|v| v.into_iter().map(|(_, pid, _)| pid).collect())
-        .unwrap_or_default();
-    Ok(Tracked {
-        control_group: (!control_group.is_empty()).then_some(control_group),
-        main_pid: (main_pid != 0).then_some(main_pid),
-        pids,
-        launchd_pid: None,
-        manager_pids: vec![manager_pid],
-        guard: false,
-    })
+    } else {
+        Tracked {
+            control_group: view.control_group,
+            main_pid: view.main_pid,
+            pids: view.pids,
+            guard: !running,
+            ..Tracked::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_shows_each_orphan_with_its_headline_and_age() {
+        let list = serde_json::json!([
+            {"pid": 62068, "reasons": ["reparented", "stopped"], "age_secs": 1980},
+            {"pid": 7, "reasons": ["stale-lock", "untracked"], "age_secs": 5},
+        ]);
+        assert_eq!(
+            status_line(&list).unwrap(),
+            "orphans: 2 (pid 62068, reparented, 33m; pid 7, stale-lock, 5s)"
+        );
+        assert_eq!(status_line(&serde_json::json!([])), None);
+    }
+
+    /// Pure mapping of the backend's view; launchd's is tested here because
+    /// launchd cannot run on this machine.
+    #[test]
+    fn manager_views_map_onto_tracked() {
+        let running = ManagerView {
+            control_group: None,
+            main_pid: Some(40),
+            pids: vec![40],
+        };
+        let t = tracked_from("launchd", running);
+        assert_eq!(t.launchd_pid, Some(40));
+        assert!(!t.guard && t.control_group.is_none() && t.main_pid.is_none());
+        let t = tracked_from("systemd", ManagerView::default());
+        assert!(t.guard, "no instance under the manager: off-init rules");
+        let t = tracked_from(
+            "systemd",
+            ManagerView {
+                control_group: Some("/a.service".into()),
+                main_pid: Some(9),
+                pids: vec![9, 10],
+            },
+        );
+        assert_eq!(t.control_group.as_deref(), Some("/a.service"));
+        assert_eq!((t.main_pid, t.pids.len(), t.guard), (Some(9), 2, false));
+    }
 }

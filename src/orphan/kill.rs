@@ -27,6 +27,8 @@ pub enum Skipped {
     UnknownUid,
     /// It had exited before the pidfd was taken.
     Gone,
+    /// The kernel refused the signal (EPERM): initkit runs as another user.
+    PermissionDenied,
     /// The pid now names another process (different start time or uid).
     Recycled {
         expected_start: u64,
@@ -110,9 +112,19 @@ pub fn kill_with_hook(
             }
             continue;
         }
-        if !pidfd.signal(libc::SIGTERM)? {
-            report.terminated.push(finding.pid);
-            continue;
+        match pidfd.signal(libc::SIGTERM) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.terminated.push(finding.pid);
+                continue;
+            }
+            Err(e) if e.source.raw_os_error() == Some(libc::EPERM) => {
+                report
+                    .skipped
+                    .push((finding.pid, Skipped::PermissionDenied));
+                continue;
+            }
+            Err(e) => return Err(e),
         }
         // A stopped process cannot act on SIGTERM until continued.
         pidfd.signal(libc::SIGCONT)?;
@@ -226,7 +238,7 @@ mod imp {
                 revents: 0,
             };
             // SAFETY: pfd is one valid pollfd; timeout 0 does not block.
-            let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+            let rc = unsafe { libc::poll(&raw mut pfd, 1, 0) };
             !(rc > 0 && pfd.revents & libc::POLLIN != 0)
         }
     }

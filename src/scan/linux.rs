@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use procfs::FromRead;
 
 use super::{
-    Detail, Fd, FdTarget, FileId, FileLock, Interest, Process, Snapshot, UnixSocket, Unreadable,
+    parse_cgroup, Detail, Fd, FdTarget, FileId, FileLock, Interest, Process, Snapshot, UnixSocket,
+    Unreadable,
 };
 
 /// Snapshot the live `/proc`, with socket path ownership from sock_diag.
@@ -42,8 +43,9 @@ pub fn read_with_root(root: &Path, interest: &Interest) -> io::Result<Snapshot> 
         ..Snapshot::default()
     };
     let mut path = PathBuf::from(root);
+    let mut bufs = (Vec::with_capacity(1024), Vec::with_capacity(4096));
     for pid in pids {
-        match read_process(&mut path, pid) {
+        match read_process(&mut path, &mut bufs, pid) {
             Ok(p) => snapshot.processes.push(p),
             Err(e) => snapshot.unreadable.push((pid, unreadable(&e))),
         }
@@ -83,26 +85,40 @@ fn unreadable(err: &io::Error) -> Unreadable {
     }
 }
 
-/// `stat` and `cmdline`: the cheap tier, read for every process.
-fn read_process(path: &mut PathBuf, pid: u32) -> io::Result<Process> {
+/// `stat` and `cmdline`: the cheap tier, read for every process, into
+/// reused buffers (no size probe, no allocation per file).
+fn read_process(
+    path: &mut PathBuf,
+    (stat_buf, cmdline_buf): &mut (Vec<u8>, Vec<u8>),
+    pid: u32,
+) -> io::Result<Process> {
     path.push(pid.to_string());
     path.push("stat");
-    let stat = std::fs::read(&*path);
+    let stat = read_into(path, stat_buf);
     path.set_file_name("cmdline");
-    let cmdline = std::fs::read(&*path);
+    let cmdline = read_into(path, cmdline_buf);
     path.pop();
     path.pop();
-    let stat = procfs::process::Stat::from_read(&stat?[..])
+    stat?;
+    let stat = procfs::process::Stat::from_read(&stat_buf[..])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    cmdline?;
     Ok(Process {
         pid,
         ppid: u32::try_from(stat.ppid).unwrap_or(0),
         state: stat.state,
         start_ticks: stat.starttime,
         comm: stat.comm,
-        argv: split_argv(&cmdline?),
+        argv: split_argv(cmdline_buf),
         detail: None,
     })
+}
+
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    std::fs::File::open(path)?.read_to_end(buf)?;
+    Ok(())
 }
 
 /// NUL-separated arguments, byte for byte. A trailing NUL ends the last one;
@@ -218,10 +234,10 @@ fn read_detail(root: &Path, pid: u32) -> Detail {
         .map_err(|e| e.to_string())
         .and_then(|b| procfs::process::Status::from_read(&b[..]).map_err(|e| e.to_string()))
     {
-        Ok(status) => status.ruid,
+        Ok(status) => Some(status.ruid),
         Err(e) => {
             partial.push(format!("status: {e}"));
-            u32::MAX
+            None
         }
     };
     let exe = std::fs::read_link(dir.join("exe")).ok();
@@ -247,25 +263,6 @@ fn read_detail(root: &Path, pid: u32) -> Detail {
         fds,
         partial,
     }
-}
-
-/// The cgroup v2 (`0::`) path and the v1 `name=systemd` path.
-pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
-    let mut v2 = None;
-    let mut v1 = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if id == "0" && controllers.is_empty() {
-            v2 = Some(path.to_owned());
-        } else if controllers == "name=systemd" {
-            v1 = Some(path.to_owned());
-        }
-    }
-    (v2, v1)
 }
 
 /// On the live `/proc` (`live`), `stat` through an fd link reaches the open
@@ -541,6 +538,35 @@ mod tests {
         );
         assert_eq!(v2.as_deref(), Some("/user.slice/a.service"));
         assert_eq!(v1.as_deref(), Some("/user.slice/a.service"));
+    }
+
+    #[test]
+    fn vanished_and_garbled_processes_are_recorded_not_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |pid: &str| {
+            let d = root.path().join(pid);
+            std::fs::create_dir(&d).unwrap();
+            d
+        };
+        dir("10"); // listed, then gone: no stat
+        std::fs::write(dir("11").join("stat"), "garbage").unwrap();
+        let ok = dir("12");
+        std::fs::write(
+            ok.join("stat"),
+            "12 (a b) S 1 12 12 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        std::fs::write(ok.join("cmdline"), b"/bin/a b\0x\0").unwrap();
+        let snap = read_with_root(root.path(), &Interest::default()).unwrap();
+        assert_eq!(snap.processes.len(), 1);
+        assert_eq!(snap.processes[0].comm, "a b");
+        assert_eq!(snap.processes[0].start_ticks, 500);
+        assert_eq!(
+            snap.processes[0].argv,
+            vec![OsString::from("/bin/a b"), OsString::from("x")]
+        );
+        assert_eq!(snap.unreadable[0], (10, Unreadable::Vanished));
+        assert!(matches!(snap.unreadable[1], (11, Unreadable::Other(_))));
     }
 
     #[test]

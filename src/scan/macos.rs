@@ -112,7 +112,7 @@ pub fn read(_interest: &Interest) -> io::Result<Snapshot> {
             comm: String::from_utf8_lossy(&info.comm[..comm_len]).into_owned(),
             argv: procargs(pid).unwrap_or_default(),
             detail: Some(super::Detail {
-                uid: info.ruid,
+                uid: Some(info.ruid),
                 exe: None,
                 cgroup_v2: None,
                 cgroup_systemd: None,

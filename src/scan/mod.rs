@@ -113,8 +113,8 @@ pub enum FdTarget {
 /// The files read only for candidates.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Detail {
-    /// Real uid.
-    pub uid: u32,
+    /// Real uid; `None` when `status` could not be read.
+    pub uid: Option<u32>,
     pub exe: Option<PathBuf>,
     /// cgroup v2 path (the `0::` line).
     pub cgroup_v2: Option<String>,
@@ -223,6 +223,25 @@ impl Interest {
 /// True when `argv` starts with every element of a non-empty `prefix`.
 pub fn argv_has_prefix(argv: &[OsString], prefix: &[OsString]) -> bool {
     !prefix.is_empty() && argv.len() >= prefix.len() && argv[..prefix.len()] == *prefix
+}
+
+/// The cgroup v2 (`0::`) path and the v1 `name=systemd` path.
+pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
+    let mut v2 = None;
+    let mut v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            v2 = Some(path.to_owned());
+        } else if controllers == "name=systemd" {
+            v1 = Some(path.to_owned());
+        }
+    }
+    (v2, v1)
 }
 
 /// Snapshot this machine's process table.

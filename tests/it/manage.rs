@@ -83,7 +83,11 @@ fn lifecycle_install_start_status_restart_stop_uninstall() {
     assert_eq!(status["listen"][0], svc.socket.display().to_string());
     assert_eq!(status["thrash"], false);
     assert_eq!(status["start_limit_hit"], false);
-    assert!(status["orphans"].is_null(), "orphans: null = not checked");
+    assert_eq!(
+        status["orphans"],
+        serde_json::json!([]),
+        "orphans: checked, none (null would mean not checked)"
+    );
     assert_eq!(
         status["manifest"],
         std::fs::canonicalize(svc.manifest())

@@ -19,13 +19,18 @@ use initkit::orphan::{self, Reason, Skipped, Tracked};
 use initkit::scan::{FileId, Interest};
 use serde_json::Value;
 
-use crate::support::{initkit, run, unique_name, user_manager, wait_until, UserManager};
+use crate::support::{
+    echo_daemon, initkit, run, unique_name, user_manager, wait_until, UserManager,
+};
 
 /// A daemon: optional `--lock PATH` (flock, held), `--listen PATH` (unlink,
 /// bind, listen), or the socket systemd passes; `--pidfile PATH` is written
 /// once ready. Answers `ping` with `pong <pid>`.
-const DAEMON: &str = r#"
-import fcntl, os, socket, sys, time
+const DAEMON: &str = r"
+import fcntl, os, signal, socket, sys, time
+# A graceful-shutdown handler, as real daemons have: it makes SIGTERM
+# non-fatal, so a stopped copy only acts on it once continued.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 args = sys.argv[2:]
 opts = dict(zip(args[0::2], args[1::2]))
 keep = []
@@ -60,7 +65,7 @@ while True:
     except Exception:
         pass
     c.close()
-"#;
+";
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -715,4 +720,270 @@ fn fixture_tree_classification() {
         "{:?}",
         stale.evidence
     );
+}
+
+/// `initkit ARGS` with the real HOME (where the registry and the user
+/// manager's unit directory live), for installed services.
+fn ik(manager: &UserManager, args: &[&str]) -> Output {
+    run(initkit()
+        .args(args)
+        .env("XDG_RUNTIME_DIR", &manager.runtime_dir)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"))
+}
+
+/// Uninstalls on drop.
+struct Installed {
+    manager: UserManager,
+    name: String,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = ik(&self.manager, &["uninstall", &self.name]);
+    }
+}
+
+/// `status` shows an installed service's orphans, and `orphans` finds them
+/// by name and without arguments (every installed service).
+#[test]
+fn status_and_orphans_cover_installed_services() {
+    let Some(manager) = user_manager() else {
+        return;
+    };
+    let mut case = Case::new();
+    let socket = case.path("echo.sock");
+    let manifest = case.manifest(
+        "",
+        &format!("[[socket]]\nlisten = \"unix:{}\"\n", socket.display()),
+    );
+    let out = ik(&manager, &["install", manifest.to_str().unwrap()]);
+    let installed = Installed {
+        manager: manager.clone(),
+        name: case.name.clone(),
+    };
+    assert!(out.status.success(), "install: {out:?}");
+    let main = ping(&socket);
+    let copy = case.spawn_orphan(&[], &[]);
+
+    let out = ik(&manager, &["status", &case.name, "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let orphans = &json["services"][0]["orphans"];
+    assert_eq!(finding_pids(orphans), vec![u64::from(copy.pid)], "{json:#}");
+    assert_eq!(orphans[0]["reasons"][0], "reparented");
+
+    let out = ik(&manager, &["status", &case.name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "{}: orphans: 1 (pid {}, reparented, ",
+            case.name, copy.pid
+        )),
+        "{text}"
+    );
+
+    let out = ik(&manager, &["orphans", &case.name, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(finding_pids(&json["findings"]), vec![u64::from(copy.pid)]);
+    assert!(findings_for(&json, main).is_empty());
+
+    let out = ik(&manager, &["orphans", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        finding_pids(&json["findings"]).contains(&u64::from(copy.pid)),
+        "no arguments covers every installed service: {json:#}"
+    );
+    drop(installed);
+}
+
+/// `initkit exec` applies `[orphans] on-start` before it starts anything.
+#[test]
+fn exec_applies_the_on_start_policy() {
+    let mut case = Case::new();
+    let runtime = case.path("rt");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let exec = |case: &Case| -> Output {
+        run(initkit()
+            .args(["exec", "--manifest"])
+            .arg(case.path("manifest.toml"))
+            .args(["--watch-interval", "0", "--", "/usr/bin/true"])
+            .env("HOME", case.dir.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID"))
+    };
+    let copy = case.spawn_orphan(&[], &[]);
+
+    case.manifest("on-start = \"report\"\n", "");
+    let out = exec(&case);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("orphan pid {}", copy.pid)),
+        "{out:?}"
+    );
+    assert!(copy.alive(), "report only reports");
+
+    case.manifest("on-start = \"refuse\"\n", "");
+    let out = exec(&case);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to start") && stderr.contains(&copy.pid.to_string()),
+        "{stderr}"
+    );
+    assert!(copy.alive(), "refuse touches nothing");
+
+    case.manifest("on-start = \"terminate\"\n", "");
+    let out = exec(&case);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !copy.alive(),
+        "terminate stopped the orphan before the start"
+    );
+}
+
+/// Case 1 with the real example service installed by initkit: a copy of
+/// echo_daemon started by hand (setsid, on its own path) is `reparented`;
+/// `--kill` removes it and the unit's MainPID survives.
+#[test]
+fn hand_started_copy_of_the_installed_example_service() {
+    let Some(manager) = user_manager() else {
+        return;
+    };
+    let case = Case::new();
+    let echo = echo_daemon();
+    let socket = case.path("echo.sock");
+    let manifest = case.path("echo.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = {:?}\ncommand = [{:?}]\nreadiness = \"notify\"\n[[socket]]\nlisten = \"unix:{}\"\n",
+            case.name,
+            echo.display().to_string(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let out = ik(&manager, &["install", manifest.to_str().unwrap()]);
+    let installed = Installed {
+        manager: manager.clone(),
+        name: case.name.clone(),
+    };
+    assert!(out.status.success(), "install: {out:?}");
+    let main = ping(&socket);
+    assert_eq!(
+        manager.prop(&format!("{}.service", case.name), "MainPID"),
+        main.to_string()
+    );
+
+    let copy_socket = case.path("copy.sock");
+    let status = Command::new("setsid")
+        .arg("-f")
+        .arg(&echo)
+        .arg("--bind")
+        .arg(&copy_socket)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(wait_until(10.0, || UnixStream::connect(&copy_socket).is_ok()));
+    let copy = Spawned::new(ping(&copy_socket), &echo);
+    assert_eq!(stat_ppid(copy.pid), 1);
+
+    let out = ik(&manager, &["orphans", &case.name, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(finding_pids(&json["findings"]), vec![u64::from(copy.pid)]);
+    assert_eq!(json["findings"][0]["reasons"][0], "reparented");
+
+    let out = ik(&manager, &["orphans", &case.name, "--kill", "--grace", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!copy.alive());
+    assert_eq!(
+        ping(&socket),
+        main,
+        "the unit's MainPID survived and answers"
+    );
+    let out = ik(&manager, &["orphans", &case.name]);
+    assert_eq!(out.status.code(), Some(0), "rescan is clean: {out:?}");
+    drop(installed);
+}
+
+/// Off-init with no service manager at all (no bus in XDG_RUNTIME_DIR): the
+/// instance `initkit exec` started holds the guard's live lock and is the
+/// tracked one; a copy started by hand next to it is reported.
+#[test]
+fn off_init_the_guarded_instance_is_tracked_and_a_copy_is_not() {
+    let case = Case::new();
+    let echo = echo_daemon();
+    let runtime = case.path("rt");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let socket = case.path("echo.sock");
+    let manifest = case.path("manifest.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name = {:?}\ncommand = [{:?}]\n[[socket]]\nlisten = \"unix:{}\"\n",
+            case.name,
+            echo.display().to_string(),
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("setsid")
+        .arg("-f")
+        .arg(env!("CARGO_BIN_EXE_initkit"))
+        .args(["exec", "--watch-interval", "0", "--manifest"])
+        .arg(&manifest)
+        .env("HOME", case.dir.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(wait_until(10.0, || UnixStream::connect(&socket).is_ok()));
+    let instance = Spawned::new(ping(&socket), &echo);
+
+    let copy_socket = case.path("copy.sock");
+    assert!(Command::new("setsid")
+        .arg("-f")
+        .arg(&echo)
+        .arg("--bind")
+        .arg(&copy_socket)
+        .status()
+        .unwrap()
+        .success());
+    assert!(wait_until(10.0, || UnixStream::connect(&copy_socket).is_ok()));
+    let copy = Spawned::new(ping(&copy_socket), &echo);
+
+    let out = run(initkit()
+        .args(["orphans", "--json"])
+        .arg(&manifest)
+        .env("HOME", case.dir.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS"));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        finding_pids(&json["findings"]),
+        vec![u64::from(copy.pid)],
+        "the guarded instance {} is tracked: {json:#}",
+        instance.pid
+    );
+}
+
+/// Exit 2 on error, with the reason on stderr; nothing is scanned.
+#[test]
+fn errors_exit_2() {
+    let case = Case::new();
+    let out = run(initkit().args(["orphans", "/nonexistent/ikt.toml"]));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ikt.toml"));
+    std::fs::write(case.path("bad.toml"), "name = \"x\"\n").unwrap();
+    let out = run(initkit().arg("orphans").arg(case.path("bad.toml")));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = run(initkit().args(["orphans", "--grace", "3", "/x.toml"]));
+    assert_eq!(out.status.code(), Some(2), "--grace needs --kill: {out:?}");
 }

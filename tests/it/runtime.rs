@@ -69,6 +69,19 @@ impl Drop for Proc {
     }
 }
 
+/// Run a starter that must exit on its own (it lost, or refused). If it is
+/// still running after `secs` (say, it started a daemon it should not have),
+/// it is killed and the test fails instead of hanging.
+fn finish(cmd: &mut Command, secs: f64) -> (Option<i32>, String) {
+    let mut p = Proc::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::piped()));
+    let status = p.wait_secs(secs);
+    let err = p.stderr();
+    let Some(status) = status else {
+        panic!("still running after {secs} s, it should have exited; stderr: {err}");
+    };
+    (status.code(), err)
+}
+
 /// Listening rows for `path` in /proc/net/unix.
 fn listening_rows(path: &Path) -> usize {
     let text = std::fs::read_to_string("/proc/net/unix").unwrap();
@@ -472,7 +485,7 @@ fn storm_of_100_starts_leaves_one_listener_and_99_clean_exits() {
         })
     };
     let mut procs: Vec<Proc> = (0..100)
-        .map(|_| Proc::spawn(sb.exec(&m, &[], &[&echo]).stderr(Stdio::null())))
+        .map(|_| Proc::spawn(sb.exec(&m, &[], &[&echo]).stderr(Stdio::piped())))
         .collect();
     let mut exited = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -500,6 +513,12 @@ fn storm_of_100_starts_leaves_one_listener_and_99_clean_exits() {
         .unwrap();
     assert_eq!(ping(&sock), Some(pong_of(procs[winner].pid())));
     assert_eq!(listening_rows(&sock), 1, "exactly one LISTEN row");
+    let said = format!("already running (pid {})", procs[winner].pid());
+    for (i, _) in &exited {
+        let mut err = String::new();
+        std::io::Read::read_to_string(procs[*i].0.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(err.contains(&said), "loser {i} says {said:?}: {err}");
+    }
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::Relaxed);
     let inodes = sampler.join().unwrap();
@@ -601,9 +620,8 @@ fn non_socket_paths_are_refused_and_never_removed() {
         }
         let before = inode(&sock);
         let m = sb.manifest("");
-        let out = support::run(&mut sb.exec(&m, &[], &[&echo_daemon()]));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{kind}: {err}");
+        let (code, err) = finish(&mut sb.exec(&m, &[], &[&echo_daemon()]), 10.0);
+        assert_eq!(code, Some(2), "{kind}: {err}");
         let want = match kind {
             "file" => "it is a regular file, not a socket",
             "dir" => "it is a directory, not a socket",
@@ -647,9 +665,8 @@ fn unprivileged_starter_refuses_a_socket_it_cannot_probe() {
         .arg("--")
         .arg(echo_daemon());
     sb.env(&mut cmd);
-    let out = support::run(&mut cmd);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, err) = finish(&mut cmd, 10.0);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("cannot tell whether") && err.contains("Permission denied"),
         "{err}"
@@ -673,9 +690,11 @@ fn sigstopped_daemon_keeps_its_socket() {
     // A different lock, so only the socket probe stands between B and the
     // path: connect() succeeds into the stopped daemon's backlog.
     let m = sb.manifest("");
-    let out = support::run(&mut sb.exec(&m, &["--watch-interval", "0.1"], &[&echo_daemon()]));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (code, err) = finish(
+        &mut sb.exec(&m, &["--watch-interval", "0.1"], &[&echo_daemon()]),
+        10.0,
+    );
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains(&format!("already running (pid {})", a.pid())),
         "{err}"
@@ -695,11 +714,7 @@ fn failure_budget_stops_a_crash_loop_with_exit_0() {
     for _ in 0..3 {
         let mut cmd = sb.exec(&m, &["--failure-budget"], &[&echo]);
         cmd.arg("--fail-on-start");
-        let out = support::run(&mut cmd);
-        codes.push((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+        codes.push(finish(&mut cmd, 10.0));
     }
     assert_eq!(codes[0].0, Some(1), "{codes:?}");
     assert_eq!(codes[1].0, Some(1), "{codes:?}");
@@ -708,11 +723,56 @@ fn failure_budget_stops_a_crash_loop_with_exit_0() {
 }
 
 #[test]
-fn name_form_without_registry_is_a_clear_error() {
-    let out = support::run(initkit().args(["exec", "echo", "--", "/bin/true"]));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("pass --manifest FILE"), "{err}");
+fn name_form_finds_the_installed_manifest_in_the_registry() {
+    let sb = Sandbox::new();
+    let name = support::unique_name("runtime");
+    let mut cmd = initkit();
+    cmd.args(["exec", &name, "--", "/bin/true"]);
+    sb.env(&mut cmd);
+    let (code, err) = finish(&mut cmd, 10.0);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("no initkit-installed service named {name:?}")),
+        "{err}"
+    );
+
+    // The record `initkit install` writes: {state}/initkit/installed/NAME.json.
+    let text = std::fs::read_to_string(sb.manifest("")).unwrap().replacen(
+        "name = \"echo\"",
+        &format!("name = \"{name}\""),
+        1,
+    );
+    let record = format!(
+        "{{\"version\": 1, \"name\": \"{name}\", \"scope\": \"user\", \"manifest_path\": \"/nonexistent/{name}.toml\", \"manifest\": {}, \"files\": []}}",
+        json_string(&text)
+    );
+    let registry = sb.path("state/initkit/installed");
+    std::fs::create_dir_all(&registry).unwrap();
+    std::fs::write(registry.join(format!("{name}.json")), record).unwrap();
+    let mut cmd = initkit();
+    cmd.args(["exec", &name]).stderr(Stdio::null());
+    sb.env(&mut cmd);
+    let d = Proc::spawn(&mut cmd);
+    let sock = sb.sock();
+    assert!(
+        wait_until(5.0, || ping(&sock).is_some()),
+        "runs the recorded manifest's command"
+    );
+    assert_eq!(ping(&sock), Some(pong_of(d.pid())));
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[test]
@@ -836,4 +896,69 @@ fn without_cmd_exec_runs_the_manifest_command_environment_and_directory() {
         std::fs::read_link(format!("/proc/{}/cwd", d.pid())).unwrap(),
         sb.path("home")
     );
+}
+
+#[test]
+fn system_scope_off_init_runs_the_daemon_as_the_manifest_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to switch to nobody");
+        return;
+    }
+    let sb = Sandbox::new();
+    let m = sb.path("sys.toml");
+    std::fs::write(
+        &m,
+        format!(
+            "name = \"echo\"\ncommand = [\"{}\"]\nscope = \"system\"\nuser = \"nobody\"\n[[socket]]\nname = \"control\"\nlisten = \"unix:{}\"\n[orphans]\nlock = \"{}\"\n",
+            echo_daemon().display(),
+            sb.sock().display(),
+            sb.path("state/echo.lock").display()
+        ),
+    )
+    .unwrap();
+    let d = Proc::spawn(sb.exec(&m, &[], &[&echo_daemon()]).stderr(Stdio::null()));
+    let sock = sb.sock();
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    assert_eq!(ping(&sock), Some(pong_of(d.pid())));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid_line.split_whitespace().nth(2),
+        Some("65534"),
+        "effective uid is nobody: {uid_line}"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o666,
+        "SocketMode= default, as systemd"
+    );
+}
+
+#[test]
+fn library_guard_stops_a_self_binding_daemon_when_its_lock_is_removed() {
+    let sb = Sandbox::new();
+    let sock = sb.sock();
+    let mut a = Proc::spawn(
+        Command::new(echo_daemon())
+            .arg("--bind")
+            .arg(&sock)
+            .arg("--lock")
+            .arg(sb.path("state/echo/echo.lock"))
+            .stderr(Stdio::piped()),
+    );
+    assert!(wait_until(5.0, || ping(&sock).is_some()));
+    std::fs::remove_dir_all(sb.path("state")).unwrap();
+    let status = a.wait_secs(5.0).expect("stops within the watch interval");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !sock.exists(),
+        "it removed its own socket path on the way out"
+    );
+    let err = a.stderr();
+    assert!(err.contains("echo.lock vanished"), "{err}");
 }
