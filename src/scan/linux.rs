@@ -240,14 +240,14 @@ fn candidates(root: &Path, snapshot: &Snapshot, interest: &Interest) -> HashSet<
     out
 }
 
-/// pid 1, or a process whose program is named `systemd` (`systemd --user`):
-/// only an ordering hint for the socket holder search.
+/// A service manager by its program name: `systemd` (`systemd --user`,
+/// `/lib/systemd/systemd`), or pid 1 started as `init` (a symlink to systemd
+/// on most distributions). Only an ordering hint for the socket holder
+/// search: a pid 1 that is something else (a container's init) may hold
+/// hundreds of fds and is searched with everyone else.
 fn looks_like_systemd(p: &Process) -> bool {
-    p.pid == 1
-        || p.argv
-            .first()
-            .and_then(|a| Path::new(a).file_name())
-            .is_some_and(|n| n == "systemd")
+    let name = p.argv.first().and_then(|a| Path::new(a).file_name());
+    name.is_some_and(|n| n == "systemd" || (p.pid == 1 && n == "init"))
 }
 
 fn socket_inodes(root: &Path, pid: u32) -> Vec<u64> {
