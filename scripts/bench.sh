@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh                  # release build, then one table on stdout
 #   BENCH_PROCS=5000 scripts/bench.sh # P1 over a smaller process table
-#   BENCH_RUNS=50 BENCH_COLD=40 scripts/bench.sh   # more hyperfine runs / cold starts
+#   BENCH_RUNS=120 BENCH_COLD=40 scripts/bench.sh  # more hyperfine runs (P2, P3) / cold starts (P6)
 #   BENCH_ONLY="P2 P3" scripts/bench.sh            # some rows only
 #
 # Needs root for scripts/user-manager.sh (a real systemd user manager),
@@ -30,6 +30,8 @@ fi
 export XDG_RUNTIME_DIR
 XDG_RUNTIME_DIR=$(scripts/user-manager.sh start)
 unset DBUS_SESSION_BUS_ADDRESS
+# as users run it: no backtrace capture on error paths
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 log "cargo build --release --examples --bins"
 cargo build -q --release --examples --bins
@@ -64,7 +66,7 @@ trap 'exit 2' INT TERM
 
 results=$tmp/results.jsonl
 : >"$results"
-runs=${BENCH_RUNS:-30}
+runs=${BENCH_RUNS:-60}
 id=$$
 
 # A manifest for the example daemon: one unix socket, readiness notify. The
@@ -91,25 +93,33 @@ StartLimitIntervalSec = "0"
 EOF
 }
 
+# hyperfine in interleaved rounds (command, baseline, command, ...): on a
+# shared machine the load drifts, and one long block per command would
+# measure the drift. The rounds' times are merged into one JSON.
 hyper() { # JSON CMD BASELINE [extra hyperfine args]
-  local json=$1 cmd=$2 base=$3; shift 3
-  hyperfine -N --style none --warmup 3 --runs "$runs" --export-json "$json" "$@" "$cmd" "$base" >/dev/null
+  local json=$1 cmd=$2 base=$3 round rounds=${BENCH_ROUNDS:-6}; shift 3
+  local per=$(( (runs + rounds - 1) / rounds ))
+  for round in $(seq 1 "$rounds"); do
+    hyperfine -N --style none --warmup 2 --runs "$per" --export-json "$json.$round" "$@" "$cmd" "$base" >/dev/null
+  done
+  python3 "$harness" merge "$json" "$json".*
 }
 
 # --- P1: orphans over a 10,000-process table --------------------------------
 p1() {
-  local procs=${BENCH_PROCS:-10000} orph=ikbench-$id-orph now total grow spawner orphan_pid check
+  local procs=${BENCH_PROCS:-10000} orph=ikbench-$id-orph now total grow spawner copy check
   cp "$daemon" "$tmp/orphan_daemon" # its own argv prefix: nothing else matches it
-  manifest "$orph" "$tmp/orphan_daemon" "$tmp/orph.sock" "$tmp/orph.lock" >"$tmp/orph.toml"
-  # The off-init instance holds the manifest's lock and socket (no unit is
-  # loaded, so the lock holder is the instance: telling it from an orphan takes
-  # its lock and socket evidence); a copy started by hand is the orphan.
-  "$tmp/orphan_daemon" --bind "$tmp/orph.sock" --lock "$tmp/orph.lock" 2>/dev/null &
-  track $!
+  manifest "$orph" "$tmp/orphan_daemon" "{runtime}/$orph.sock" "{runtime}/$orph.lock" >"$tmp/orph.toml"
+  # The service, socket-activated and running (the classifier must tell its
+  # daemon, in the unit's cgroup and holding the socket, from an orphan)...
+  echo "$orph" >>"$tmp/installed"
+  "$initkit" install "$tmp/orph.toml" >/dev/null 2>&1
+  python3 -c "import sys; sys.path.insert(0, '$root/scripts'); import bench_harness as h; h.ping('$XDG_RUNTIME_DIR/$orph.sock')"
+  # ...and a copy started by hand, binding a socket and lock of its own: the orphan.
   "$tmp/orphan_daemon" --bind "$tmp/copy.sock" --lock "$tmp/copy.lock" 2>/dev/null &
-  orphan_pid=$!
-  track "$orphan_pid"
-  for _ in $(seq 1 100); do [ -S "$tmp/orph.sock" ] && [ -S "$tmp/copy.sock" ] && break; sleep 0.05; done
+  copy=$!
+  track "$copy"
+  for _ in $(seq 1 100); do [ -S "$tmp/copy.sock" ] && break; sleep 0.05; done
   now=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
   grow=$((procs > now ? procs - now : 0))
   log "P1: growing the process table from $now to $procs processes"
@@ -119,9 +129,9 @@ p1() {
   for _ in $(seq 1 600); do [ -e "$tmp/sleepers.ready" ] && break; sleep 0.1; done
   [ -e "$tmp/sleepers.ready" ] || { log "sleepers did not start"; return 1; }
   total=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
-  # correctness first: exactly the copy is an orphan, and pgrep sees both
-  "$initkit" orphans "$tmp/orph.toml" --json >"$tmp/p1.out" || true
-  check=$(python3 - "$tmp/p1.out" "$orphan_pid" <<'EOF'
+  # correctness first: exactly the copy is an orphan; pgrep sees both
+  "$initkit" orphans "$orph" --json >"$tmp/p1.out" || true
+  check=$(python3 - "$tmp/p1.out" "$copy" <<'EOF'
 import json, sys
 f = json.load(open(sys.argv[1]))["findings"]
 ok = len(f) == 1 and f[0]["pid"] == int(sys.argv[2]) and len(f[0]["evidence"]) >= 2
@@ -129,8 +139,8 @@ print("ok" if ok else "wrong findings: %s" % json.dumps(f)[:300])
 EOF
 )
   [ "$(pgrep -fc "$tmp/orphan_daemon")" = 2 ] || { log "pgrep does not see both copies"; return 1; }
-  hyper "$tmp/p1.json" "$initkit orphans $tmp/orph.toml --json" "pgrep -f $tmp/orphan_daemon" -i 2>/dev/null
-  python3 "$harness" row P1 "$tmp/p1.json" "orphans --json, $total procs (vs pgrep -f)" "$check" >>"$results"
+  runs=${BENCH_P1_RUNS:-24} hyper "$tmp/p1.json" "$initkit orphans $orph --json" "pgrep -f $tmp/orphan_daemon" -i 2>/dev/null
+  python3 "$harness" row P1 "$tmp/p1.json" "orphans NAME --json, $total procs (vs pgrep -f)" "$check" >>"$results"
   # shrink the table again before the other rows
   stop_pid "$spawner"
   untrack "$spawner"

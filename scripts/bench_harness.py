@@ -13,6 +13,7 @@ started, by pid:
                                  restarted 20 times
   coldstart N SOCKET UNIT        P6: connect -> first reply with the service
                                  stopped (the socket unit listening)
+  merge OUT JSON...               merge hyperfine exports of interleaved rounds
   row ID FILE... [MEASURE [CHECK]]
                                  one table row (JSON) from hyperfine's
                                  --export-json or a harness's output
@@ -311,6 +312,24 @@ def ms(v):
     return "%.2f ms" % v
 
 
+def merge(out, parts):
+    """Merge hyperfine JSON exports of the same commands (interleaved
+    rounds) into one: all times per command, with median, min and max."""
+    merged = []
+    for part in parts:
+        with open(part) as f:
+            for i, r in enumerate(json.load(f)["results"]):
+                if i == len(merged):
+                    merged.append({"command": r["command"], "times": []})
+                merged[i]["times"].extend(r["times"])
+    for m in merged:
+        m["median"] = statistics.median(m["times"])
+        m["min"] = min(m["times"])
+        m["max"] = max(m["times"])
+    with open(out, "w") as f:
+        json.dump({"results": merged}, f)
+
+
 def hyperfine_row(rid, path, measure):
     """hyperfine JSON with two commands: [0] measured, [1] the baseline."""
     with open(path) as f:
@@ -424,6 +443,8 @@ def main(argv):
         restarts(a[0], a[1], int(a[2]), int(a[3]), a[4:])
     elif cmd == "coldstart":
         coldstart(int(a[0]), a[1], a[2], ["systemctl", "--user"])
+    elif cmd == "merge":
+        merge(a[0], a[1:])
     elif cmd == "row":
         rid = a[0]
         nfiles = 2 if rid == "P5" else 1
