@@ -77,7 +77,58 @@ pub trait Manager {
 )]
 pub trait UnitProperties {
     /// `interface` "" means every interface of the object.
-    fn get_all(&self, interface: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn get_all(&self, interface: &str) -> zbus::Result<SelectedProperties>;
+}
+
+/// The properties initkit reads, out of the ~300 a `GetAll("")` returns:
+/// the others are skipped while the reply is parsed, never built as values.
+pub const READ_PROPERTIES: &[&str] = &[
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "Result",
+    "MainPID",
+    "NRestarts",
+    "ExecMainStatus",
+    "StatusText",
+    "ControlGroup",
+    "Listen",
+];
+
+/// An `a{sv}` reply holding only the [`READ_PROPERTIES`].
+#[derive(Debug, Default)]
+pub struct SelectedProperties(pub HashMap<String, OwnedValue>);
+
+impl zbus::zvariant::Type for SelectedProperties {
+    const SIGNATURE: &'static zbus::zvariant::Signature =
+        <HashMap<String, OwnedValue> as zbus::zvariant::Type>::SIGNATURE;
+}
+
+impl<'de> serde::Deserialize<'de> for SelectedProperties {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SelectedProperties;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a dictionary of properties (a{sv})")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = HashMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if READ_PROPERTIES.contains(&key.as_str()) {
+                        out.insert(key, map.next_value::<OwnedValue>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(SelectedProperties(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 #[proxy(

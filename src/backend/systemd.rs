@@ -222,7 +222,8 @@ impl Systemd {
             .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
             .and_then(zbus::blocking::proxy::Builder::build)
             .and_then(|p| p.get_all(""))
-            .map_err(|source| call_err("GetAll properties of", unit, source))?;
+            .map_err(|source| call_err("GetAll properties of", unit, source))?
+            .0;
         Ok(UnitProps {
             unit: unit.to_owned(),
             map,
@@ -238,45 +239,58 @@ impl Systemd {
     /// pid in the cgroup (`GetUnitProcesses`).
     pub fn unit_view(&self, service_unit: &str) -> Result<ManagerView, BackendError> {
         let props = self.properties(service_unit)?;
-        self.view_of(&props)
-    }
-
-    fn view_of(&self, service: &UnitProps) -> Result<ManagerView, BackendError> {
-        let unit = service.unit.as_str();
-        let control_group = service.string("ControlGroup")?;
-        let main_pid = service.u32("MainPID")?;
-        let mut pids: Vec<u32> = if control_group.is_empty() {
+        let processes = if props.string("ControlGroup")?.is_empty() {
             Vec::new()
         } else {
-            match self.manager()?.get_unit_processes(unit) {
-                Ok(procs) => procs.into_iter().map(|(_, pid, _)| pid).collect(),
-                // stopped between the two calls: no processes
-                Err(e) if is_no_such_unit(&e) => Vec::new(),
-                Err(e) => return Err(call_err("GetUnitProcesses", unit, e)),
-            }
+            self.unit_processes(service_unit)?
         };
-        pids.sort_unstable();
-        pids.dedup();
-        Ok(ManagerView {
-            control_group: (!control_group.is_empty()).then_some(control_group),
-            main_pid: (main_pid != 0).then_some(main_pid),
-            pids,
+        view_from(&props, processes)
+    }
+
+    /// Every pid in the unit's cgroup; none when it is not loaded.
+    fn unit_processes(&self, unit: &str) -> Result<Vec<u32>, BackendError> {
+        match self.manager()?.get_unit_processes(unit) {
+            Ok(procs) => Ok(procs.into_iter().map(|(_, pid, _)| pid).collect()),
+            // stopped (and unloaded) in between: no processes
+            Err(e) if is_no_such_unit(&e) => Ok(Vec::new()),
+            Err(e) => Err(call_err("GetUnitProcesses", unit, e)),
+        }
+    }
+
+    /// Every unit of `m`, and with `processes` the service's pids, asked
+    /// concurrently on the one connection: each call is a round trip through
+    /// the bus, and none depends on another's answer.
+    fn read_units(&self, m: &Manifest, processes: bool) -> Result<UnitReads, BackendError> {
+        self.connection()?;
+        let service_unit = m.service_unit();
+        std::thread::scope(|s| {
+            let sockets: Vec<_> = m
+                .socket_units()
+                .into_iter()
+                .map(|u| s.spawn(move || self.properties(&u)))
+                .collect();
+            let timer = m.timer_unit().map(|u| s.spawn(move || self.properties(&u)));
+            let pids = processes.then(|| s.spawn(|| self.unit_processes(&service_unit)));
+            let service = self.properties(&service_unit);
+            Ok(UnitReads {
+                sockets: sockets.into_iter().map(join).collect::<Result<_, _>>()?,
+                timer: timer.map(join).transpose()?,
+                processes: pids.map(join).transpose()?.unwrap_or_default(),
+                service: service?,
+            })
         })
     }
 
-    fn status_from(&self, m: &Manifest, props: &UnitProps) -> Result<ServiceStatus, BackendError> {
+    fn status_from(&self, m: &Manifest, reads: &UnitReads) -> Result<ServiceStatus, BackendError> {
+        let props = &reads.service;
         let service = props.state()?;
         let mut sockets = Vec::new();
         let mut listen = Vec::new();
-        for unit in m.socket_units() {
-            let socket = self.properties(&unit)?;
+        for socket in &reads.sockets {
             sockets.push(socket.state()?);
             listen.extend(socket.listen()?.into_iter().map(|(_, address)| address));
         }
-        let timer = m
-            .timer_unit()
-            .map(|u| self.properties(&u)?.state())
-            .transpose()?;
+        let timer = reads.timer.as_ref().map(UnitProps::state).transpose()?;
         let main_pid = props.u32("MainPID")?;
         let status_text = props.string("StatusText")?;
         let thrash = thrash_reason(&service, &sockets);
@@ -383,6 +397,38 @@ pub fn unit_object_path(unit: &str) -> String {
     path
 }
 
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// What `read_units` got.
+struct UnitReads {
+    service: UnitProps,
+    sockets: Vec<UnitProps>,
+    timer: Option<UnitProps>,
+    /// The service's pids (`GetUnitProcesses`), when asked for.
+    processes: Vec<u32>,
+}
+
+/// The manager view from a service's properties and the pids in its
+/// cgroup (ignored when it has no cgroup: not running).
+fn view_from(service: &UnitProps, mut pids: Vec<u32>) -> Result<ManagerView, BackendError> {
+    let control_group = service.string("ControlGroup")?;
+    let main_pid = service.u32("MainPID")?;
+    if control_group.is_empty() {
+        pids.clear();
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(ManagerView {
+        control_group: (!control_group.is_empty()).then_some(control_group),
+        main_pid: (main_pid != 0).then_some(main_pid),
+        pids,
+    })
+}
+
 /// The properties of one unit, from one `GetAll("")`.
 struct UnitProps {
     unit: String,
@@ -390,6 +436,7 @@ struct UnitProps {
 }
 
 impl UnitProps {
+    /// One of [`super::dbus::READ_PROPERTIES`].
     fn get<'a, T>(&'a self, name: &'static str) -> Result<T, BackendError>
     where
         T: TryFrom<&'a zbus::zvariant::Value<'a>>,
@@ -597,14 +644,17 @@ impl ServiceManager for Systemd {
     }
 
     fn status(&self, m: &Manifest) -> Result<ServiceStatus, BackendError> {
-        let service = self.properties(&m.service_unit())?;
-        self.status_from(m, &service)
+        let reads = self.read_units(m, false)?;
+        self.status_from(m, &reads)
     }
 
-    /// One `GetAll` per unit, and `GetUnitProcesses` for the view.
+    /// One `GetAll` per unit, and `GetUnitProcesses` for the view, all at
+    /// once.
     fn status_and_view(&self, m: &Manifest) -> Result<(ServiceStatus, ManagerView), BackendError> {
-        let service = self.properties(&m.service_unit())?;
-        Ok((self.status_from(m, &service)?, self.view_of(&service)?))
+        let mut reads = self.read_units(m, true)?;
+        let status = self.status_from(m, &reads)?;
+        let processes = std::mem::take(&mut reads.processes);
+        Ok((status, view_from(&reads.service, processes)?))
     }
 
     fn manager_view(&self, m: &Manifest) -> Result<ManagerView, BackendError> {
