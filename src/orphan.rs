@@ -536,8 +536,21 @@ pub fn owner_uid(manifest: &Manifest) -> Result<u32, FindError> {
 
 /// The processes a scan must read in depth to classify these services.
 pub fn interest(services: &[(Rules, Tracked)]) -> Interest {
+    let mut interest = rules_interest(services.iter().map(|(rules, _)| rules));
+    for (_, tracked) in services {
+        interest.pids.extend(tracked.main_pid);
+        interest.pids.extend(tracked.pids.iter().copied());
+    }
+    interest
+}
+
+/// What the rules alone make candidates: argv matches, lock holders and
+/// socket holders. (The tracked pids [`interest`] adds only speed up the
+/// search for socket holders: a tracked process that is not a candidate is
+/// never a finding.)
+fn rules_interest<'a>(rules: impl Iterator<Item = &'a Rules>) -> Interest {
     let mut interest = Interest::default();
-    for (rules, tracked) in services {
+    for rules in rules {
         if !rules.match_argv.is_empty() {
             interest.argv_prefixes.push(rules.match_argv.clone());
         }
@@ -547,22 +560,36 @@ pub fn interest(services: &[(Rules, Tracked)]) -> Interest {
         interest
             .socket_paths
             .extend(rules.sockets.iter().map(|s| s.path.clone()));
-        interest.pids.extend(tracked.main_pid);
-        interest.pids.extend(tracked.pids.iter().copied());
     }
     interest
 }
 
-/// Scan this machine once and classify every service in it.
-pub fn find_all(services: &[(Rules, Tracked)]) -> Result<Vec<Finding>, FindError> {
-    let snapshot = crate::scan::read(&interest(services)).map_err(|source| FindError::Scan {
+fn read_snapshot(interest: &Interest) -> Result<Snapshot, FindError> {
+    crate::scan::read(interest).map_err(|source| FindError::Scan {
         root: PathBuf::from("/proc"),
         source,
-    })?;
-    Ok(services
+    })
+}
+
+/// Scan this machine once and classify every service in it.
+pub fn find_all(services: &[(Rules, Tracked)]) -> Result<Vec<Finding>, FindError> {
+    let snapshot = read_snapshot(&interest(services))?;
+    Ok(classify_all(&snapshot, services))
+}
+
+/// The scan for these rules, before the manager's view is known (callers
+/// that ask the manager meanwhile, like `status`); classify it with
+/// [`classify_all`].
+pub fn scan_for(rules: &[Rules]) -> Result<Snapshot, FindError> {
+    read_snapshot(&rules_interest(rules.iter()))
+}
+
+/// Classify every service in one snapshot.
+pub fn classify_all(snapshot: &Snapshot, services: &[(Rules, Tracked)]) -> Vec<Finding> {
+    services
         .iter()
-        .flat_map(|(rules, tracked)| classify(&snapshot, rules, tracked))
-        .collect())
+        .flat_map(|(rules, tracked)| classify(snapshot, rules, tracked))
+        .collect()
 }
 
 /// Scan this machine and classify one service.

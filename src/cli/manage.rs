@@ -382,16 +382,21 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
         Some(service) => vec![resolve(service, args.scope)?],
         None => installed_targets(args.scope)?,
     };
-    let (mut statuses, views): (Vec<_>, Vec<_>) = targets
-        .iter()
-        .map(status_of)
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    // One process-table scan for every service; a failed scan leaves
-    // `orphans` null ("not checked") and says why.
-    match super::orphans::for_targets(&targets, views) {
-        Ok(per_service) => {
+    // The process table is scanned for orphans while the manager answers;
+    // a failed scan leaves `orphans` null ("not checked") and says why.
+    let (answers, scanned) = std::thread::scope(|s| {
+        let scan = s.spawn(|| super::orphans::scan_targets(&targets));
+        let answers = targets
+            .iter()
+            .map(status_of)
+            .collect::<anyhow::Result<Vec<_>>>();
+        let scanned = scan.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (answers, scanned)
+    });
+    let (mut statuses, views): (Vec<_>, Vec<_>) = answers?.into_iter().unzip();
+    match scanned {
+        Ok(scanned) => {
+            let per_service = super::orphans::classify_targets(&targets, scanned, views);
             for (status, findings) in statuses.iter_mut().zip(per_service) {
                 status.orphans = Some(serde_json::to_value(&findings)?);
             }

@@ -121,20 +121,39 @@ fn rules_of(t: &Target) -> anyhow::Result<Rules> {
     Ok(Rules::observe(m, &dirs)?)
 }
 
-/// The orphans of each target, in order: one scan for all. Used by `status`,
-/// which has asked the manager already: `views` are its answers, one per
-/// target (a backend's kind and view).
-pub(super) fn for_targets(
-    targets: &[Target],
-    views: Vec<(&'static str, ManagerView)>,
-) -> anyhow::Result<Vec<Vec<Finding>>> {
-    let services = targets
+/// `status`'s orphan check, in two halves so that the process table is
+/// scanned while the manager is asked: [`scan_targets`] scans (the rules
+/// alone pick the candidates), [`classify_targets`] classifies with the
+/// manager's views.
+pub(super) struct Scanned {
+    rules: Vec<Rules>,
+    snapshot: initkit::scan::Snapshot,
+}
+
+pub(super) fn scan_targets(targets: &[Target]) -> anyhow::Result<Scanned> {
+    let rules = targets
         .iter()
-        .zip(views)
-        .map(|(t, (kind, view))| Ok((rules_of(t)?, tracked_from(kind, view))))
+        .map(rules_of)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let findings = orphan::find_all(&services).context("scan processes")?;
-    Ok(targets
+    let snapshot = orphan::scan_for(&rules).context("scan processes")?;
+    Ok(Scanned { rules, snapshot })
+}
+
+/// The orphans of each target, in order; `views` are the manager's, one per
+/// target (a backend's kind and view).
+pub(super) fn classify_targets(
+    targets: &[Target],
+    scanned: Scanned,
+    views: Vec<(&'static str, ManagerView)>,
+) -> Vec<Vec<Finding>> {
+    let services: Vec<(Rules, Tracked)> = scanned
+        .rules
+        .into_iter()
+        .zip(views)
+        .map(|(rules, (kind, view))| (rules, tracked_from(kind, view)))
+        .collect();
+    let findings = orphan::classify_all(&scanned.snapshot, &services);
+    targets
         .iter()
         .map(|t| {
             findings
@@ -143,7 +162,7 @@ pub(super) fn for_targets(
                 .cloned()
                 .collect()
         })
-        .collect())
+        .collect()
 }
 
 /// `orphans: 1 (pid 62068, reparented, 33m)` from `status --json`'s list;
