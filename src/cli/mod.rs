@@ -37,6 +37,7 @@ enum Command {
     Generate(generate::Args),
     /// Validate manifests, render them and check the output with systemd-analyze and a plist lint
     Verify(verify::Args),
+    // `exec_command` repeats this about text; a test compares the two.
     /// Run a daemon under the manifest's rules: pass sockets through, or guard a single instance off-init
     Exec(exec::Args),
     /// Render and install a manifest into the service manager, then enable and start it
@@ -62,7 +63,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(&args),
         Command::Verify(args) => verify::run(&args),
@@ -86,6 +87,37 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The command line. `initkit exec` is on every daemon start, so it builds
+/// only its own parser (the full one builds every subcommand's, a quarter of
+/// a millisecond); [`exec_command`] gives it the same name, help, version
+/// and errors as the full parser's `exec`.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
+        let matches = exec_command().get_matches_from(std::env::args_os().skip(1));
+        match exec::Args::from_arg_matches(&matches) {
+            Ok(args) => {
+                return Cli {
+                    command: Command::Exec(args),
+                }
+            }
+            Err(e) => e.format(&mut Cli::command()).exit(),
+        }
+    }
+    Cli::parse()
+}
+
+/// The `exec` subcommand alone, as the full parser shows it.
+fn exec_command() -> clap::Command {
+    <exec::Args as clap::Args>::augment_args(
+        clap::Command::new("exec")
+            .bin_name("initkit exec")
+            .display_name("initkit-exec")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("Run a daemon under the manifest's rules: pass sockets through, or guard a single instance off-init"),
+    )
 }
 
 /// A manifest read from disk, with the name it is reported under.
@@ -136,4 +168,49 @@ pub fn launchd_target(home: Option<&std::path::Path>) -> initkit::render::launch
     home.map_or(initkit::render::launchd::Target::System, |home| {
         initkit::render::launchd::Target::User { home }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The fast `exec` parser renders the same help and version as the full
+    /// parser's `exec`, and parses the same way.
+    #[test]
+    fn exec_parser_matches_the_full_one() {
+        let mut full = Cli::command();
+        full.build();
+        let mut full_exec = full.find_subcommand("exec").unwrap().clone();
+        let mut fast = exec_command();
+        assert_eq!(
+            fast.render_long_help().to_string(),
+            full_exec.render_long_help().to_string()
+        );
+        assert_eq!(fast.render_version(), full_exec.render_version());
+        assert_eq!(
+            fast.render_usage().to_string(),
+            full_exec.render_usage().to_string()
+        );
+        let argv = [
+            "exec",
+            "--manifest",
+            "m.toml",
+            "--watch-interval",
+            "0",
+            "--",
+            "/bin/x",
+            "-v",
+        ];
+        let fast_args = format!("{:?}", {
+            use clap::FromArgMatches;
+            exec::Args::from_arg_matches(&exec_command().get_matches_from(argv)).unwrap()
+        });
+        let Command::Exec(full_args) =
+            Cli::parse_from(std::iter::once("initkit").chain(argv)).command
+        else {
+            panic!("not exec");
+        };
+        assert_eq!(fast_args, format!("{full_args:?}"));
+    }
 }
