@@ -276,6 +276,8 @@ fn quote_argv(argv: &[OsString]) -> String {
 /// The systemd service whose cgroup `path` is in, if it is a service (not a
 /// scope such as a login session or `systemd-run --scope`, and not a user
 /// manager `user@UID.service` itself). Pure.
+// systemd unit suffixes are exactly lowercase; `.SERVICE` is not a service.
+#[allow(clippy::case_sensitive_file_extension_comparisons)]
 pub fn service_unit_of(path: &str) -> Option<&str> {
     let unit = path
         .split('/')
