@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -17,164 +17,9 @@ use std::time::Duration;
 use initkit::backend::systemd::Systemd;
 
 use crate::support::{
-    echo_daemon, initkit, run, unique_name, user_manager, wait_until, UserManager,
+    echo_daemon, initkit, ok, ping, registry_record, run, text, unique_name, unit_dir,
+    user_manager, wait_until, Service,
 };
-
-fn home() -> PathBuf {
-    PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
-}
-
-/// The user manager's unit directory (the manager reads ~/.config/systemd/user).
-fn unit_dir() -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map_or_else(|| home().join(".config"), PathBuf::from)
-        .join("systemd/user")
-}
-
-fn registry_record(name: &str) -> PathBuf {
-    std::env::var_os("XDG_STATE_HOME")
-        .map_or_else(|| home().join(".local/state"), PathBuf::from)
-        .join(format!("initkit/installed/{name}.json"))
-}
-
-/// `initkit ARGS` against the given user manager.
-fn ik(mgr: &UserManager, args: &[&str]) -> Output {
-    run(initkit()
-        .args(args)
-        .env("XDG_RUNTIME_DIR", &mgr.runtime_dir)
-        .env_remove("DBUS_SESSION_BUS_ADDRESS"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(out: &Output) -> &Output {
-    assert!(out.status.success(), "{}", text(out));
-    out
-}
-
-/// A service this test installs; dropping it uninstalls it.
-struct Service {
-    mgr: UserManager,
-    name: String,
-    socket: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Service {
-    /// Write `<name>.toml` with `command` (the example daemon by default)
-    /// and one unix socket at `{runtime}/<name>.sock`.
-    fn new(mgr: &UserManager, area: &str, command: &[String], extra: &str) -> Service {
-        let command: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
-        Service::with_manifest(mgr, area, |name| {
-            format!(
-                "name = \"{name}\"\ncommand = [{}]\nreadiness = \"notify\"\n{extra}\n[[socket]]\nlisten = \"unix:{{runtime}}/{name}.sock\"\n",
-                command.join(", ")
-            )
-        })
-    }
-
-    /// Write `<name>.toml` as `manifest(name)` says.
-    fn with_manifest(mgr: &UserManager, area: &str, manifest: impl Fn(&str) -> String) -> Service {
-        let name = unique_name(area);
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(format!("{name}.toml")), manifest(&name)).unwrap();
-        Service {
-            mgr: mgr.clone(),
-            socket: mgr.runtime_dir.join(format!("{name}.sock")),
-            name,
-            dir,
-        }
-    }
-
-    fn echo(mgr: &UserManager, area: &str) -> Service {
-        Service::new(mgr, area, &[echo_daemon().display().to_string()], "")
-    }
-
-    fn manifest(&self) -> PathBuf {
-        self.dir.path().join(format!("{}.toml", self.name))
-    }
-
-    fn ik(&self, args: &[&str]) -> Output {
-        ik(&self.mgr, args)
-    }
-
-    fn install(&self) -> Output {
-        self.ik(&["install", self.manifest().to_str().unwrap()])
-    }
-
-    fn unit(&self, kind: &str) -> String {
-        format!("{}.{kind}", self.name)
-    }
-
-    fn prop(&self, kind: &str, property: &str) -> String {
-        self.mgr.prop(&self.unit(kind), property)
-    }
-
-    fn status_json(&self) -> (Option<i32>, serde_json::Value) {
-        let out = self.ik(&["status", &self.name, "--json"]);
-        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", text(&out)));
-        assert_eq!(report["version"], 1);
-        (out.status.code(), report["services"][0].clone())
-    }
-
-    fn files_in_unit_dir(&self) -> Vec<String> {
-        std::fs::read_dir(unit_dir())
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&format!("{}.", self.name)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if registry_record(&self.name).exists() {
-            let out = self.ik(&["uninstall", &self.name]);
-            if out.status.success() {
-                return;
-            }
-            eprintln!("cleanup: uninstall {} failed: {}", self.name, text(&out));
-        }
-        // Fallback: stop, remove, reload; never touches other names.
-        let units = ["socket", "timer", "service"]
-            .map(|kind| self.unit(kind))
-            .into_iter()
-            .chain(["a", "b"].map(|s| format!("{}-{s}.socket", self.name)));
-        for unit in units {
-            let _ = self.mgr.systemctl().args(["stop", &unit]).output();
-            let _ = self.mgr.systemctl().args(["disable", &unit]).output();
-            let _ = self.mgr.systemctl().args(["reset-failed", &unit]).output();
-            let _ = std::fs::remove_file(unit_dir().join(&unit));
-        }
-        let _ = std::fs::remove_file(registry_record(&self.name));
-        let _ = self.mgr.systemctl().arg("daemon-reload").output();
-    }
-}
-
-/// One request: connect, `ping`, read `pong <pid>`.
-fn ping(path: &Path) -> std::io::Result<u32> {
-    let mut stream = UnixStream::connect(path)?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    stream.write_all(b"ping\n")?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    line.trim()
-        .strip_prefix("pong ")
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| std::io::Error::new(ErrorKind::UnexpectedEof, format!("reply {line:?}")))
-}
 
 #[test]
 fn lifecycle_install_start_status_restart_stop_uninstall() {
