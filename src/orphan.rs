@@ -182,9 +182,11 @@ fn classify_one(
     if !argv_match && locks.is_empty() && listens.is_empty() {
         return None;
     }
+    // Candidates have their `stat` read; one without has exited mid-scan.
+    let stat = p.stat.as_ref()?;
     // systemd itself holds activation sockets (and adopts orphans): it is a
     // candidate only when it matches the argv rule, which it never does.
-    if !argv_match && p.comm == "systemd" {
+    if !argv_match && stat.comm == "systemd" {
         return None;
     }
     if is_tracked(snapshot, tracked, &locks, p) {
@@ -206,16 +208,17 @@ fn classify_one(
     }
 
     evidence.push(untracked_evidence(tracked, p));
-    let parent_adopts = p.ppid == 1
-        || tracked.manager_pids.contains(&p.ppid)
+    let parent_adopts = stat.ppid == 1
+        || tracked.manager_pids.contains(&stat.ppid)
         || snapshot
-            .process(p.ppid)
+            .process(stat.ppid)
+            .and_then(|parent| parent.stat.as_ref())
             .is_some_and(|parent| parent.comm == "systemd");
     if parent_adopts {
         reasons.push(Reason::Reparented);
         evidence.push(format!(
             "parent {} is init or a subreaper (it was started outside the manager and outlived its parent, or by another unit)",
-            p.ppid
+            stat.ppid
         ));
     } else {
         reasons.push(Reason::Untracked);
@@ -232,7 +235,7 @@ fn classify_one(
             reasons.push(Reason::StaleListener);
         }
     }
-    if p.state == 'T' {
+    if stat.state == 'T' {
         reasons.push(Reason::Stopped);
         evidence.push("state T (stopped)".to_owned());
     }
@@ -253,11 +256,11 @@ fn classify_one(
     Some(Finding {
         service: rules.service.clone(),
         pid: p.pid,
-        ppid: p.ppid,
+        ppid: stat.ppid,
         uid,
-        start_ticks: p.start_ticks,
-        age_secs: snapshot.age_secs(p),
-        state: p.state,
+        start_ticks: stat.start_ticks,
+        age_secs: snapshot.age_secs(stat.start_ticks),
+        state: stat.state,
         argv: p
             .argv
             .iter()
@@ -310,7 +313,9 @@ fn is_tracked(snapshot: &Snapshot, tracked: &Tracked, locks: &[LockFact], p: &Pr
                 return true;
             }
             match snapshot.process(pid) {
-                Some(proc) if proc.ppid != 0 && proc.ppid != pid => pid = proc.ppid,
+                Some(crate::scan::Process {
+                    stat: Some(stat), ..
+                }) if stat.ppid != 0 && stat.ppid != pid => pid = stat.ppid,
                 _ => break,
             }
         }
@@ -600,15 +605,17 @@ pub fn find(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::{Detail, Fd, UnixSocket};
+    use crate::scan::{Detail, Fd, Stat, UnixSocket};
 
     fn process(pid: u32, ppid: u32, argv: &[&str], comm: &str) -> Process {
         Process {
             pid,
-            ppid,
-            state: 'S',
-            start_ticks: 1000 + u64::from(pid),
-            comm: comm.into(),
+            stat: Some(Stat {
+                ppid,
+                state: 'S',
+                start_ticks: 1000 + u64::from(pid),
+                comm: comm.into(),
+            }),
             argv: argv.iter().map(OsString::from).collect(),
             detail: Some(Detail {
                 uid: Some(1000),
@@ -767,9 +774,9 @@ mod tests {
     #[test]
     fn foreign_uid_stopped_and_age() {
         let mut p = process(70, 69, &["/bin/echod"], "echod");
-        p.state = 'T';
+        p.stat.as_mut().unwrap().state = 'T';
         p.detail.as_mut().unwrap().uid = Some(0);
-        p.start_ticks = 100 * 40; // started 40 s after boot, 60 s ago
+        p.stat.as_mut().unwrap().start_ticks = 100 * 40; // started 40 s after boot, 60 s ago
         let snap = snapshot(vec![process(69, 1, &["/bin/sh"], "sh"), p]);
         let found = classify(&snap, &rules(), &Tracked::default());
         assert_eq!(

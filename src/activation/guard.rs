@@ -33,7 +33,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -719,10 +719,21 @@ impl GuardSpec {
             if lstat_id(&self.lock).ok().flatten() != Some(id) {
                 continue;
             }
+            // Overwrite in place, and truncate only when the old contents were
+            // longer: freeing blocks is the slow part of a truncate (with
+            // `discard`, a synchronous trim), and the same-length pid of a
+            // previous run is the common case.
             let pid = format!("{}\n", std::process::id());
-            file.set_len(0)
-                .and_then(|()| file.rewind())
-                .and_then(|()| file.write_all(pid.as_bytes()))
+            let len = pid.len() as u64;
+            std::os::unix::fs::FileExt::write_all_at(&file, pid.as_bytes(), 0)
+                .and_then(|()| file.metadata())
+                .and_then(|now| {
+                    if now.len() > len {
+                        file.set_len(len)
+                    } else {
+                        Ok(())
+                    }
+                })
                 .map_err(|source| GuardError::Lock {
                     path: self.lock.clone(),
                     source,
@@ -883,7 +894,7 @@ fn bind_listen(spec: &UnixSpec) -> Result<Bound, GuardError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
+    use std::io::{BufRead, Write};
 
     fn won(a: Acquired) -> Guard {
         match a {

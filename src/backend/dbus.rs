@@ -5,8 +5,10 @@
 //! `man org.freedesktop.login1`). The CLI calls them through the generated
 //! `*ProxyBlocking` types.
 
+use std::collections::HashMap;
+
 use zbus::proxy;
-use zbus::zvariant::OwnedObjectPath;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 /// One change `EnableUnitFiles`/`DisableUnitFiles` made: (type, file, target).
 pub type UnitFileChange = (String, String, String);
@@ -60,67 +62,22 @@ pub trait Manager {
     fn list_jobs(&self) -> zbus::Result<Vec<JobInfo>>;
 }
 
+/// Every property of a unit object in one call: `GetAll("")` returns the
+/// properties of all its interfaces (`org.freedesktop.systemd1.Unit` and the
+/// type's: `.Service`, `.Socket`, `.Timer`), as `systemctl show` reads them.
+/// Build it with the unit's object path (`systemd::unit_object_path`).
+///
+/// The properties initkit reads: `LoadState`, `ActiveState`, `SubState`,
+/// `Result`; services: `MainPID`, `NRestarts`, `ExecMainStatus`,
+/// `StatusText`, `ControlGroup`; sockets: `Listen` (`a(ss)`: type, address).
 #[proxy(
-    interface = "org.freedesktop.systemd1.Unit",
+    interface = "org.freedesktop.DBus.Properties",
     default_service = "org.freedesktop.systemd1",
     gen_async = false
 )]
-pub trait Unit {
-    #[zbus(property)]
-    fn id(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn load_state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn active_state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn sub_state(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn fragment_path(&self) -> zbus::Result<String>;
-}
-
-#[proxy(
-    interface = "org.freedesktop.systemd1.Service",
-    default_service = "org.freedesktop.systemd1",
-    gen_async = false
-)]
-pub trait Service {
-    #[zbus(property)]
-    fn result(&self) -> zbus::Result<String>;
-    #[zbus(property, name = "MainPID")]
-    fn main_pid(&self) -> zbus::Result<u32>;
-    #[zbus(property, name = "NRestarts")]
-    fn n_restarts(&self) -> zbus::Result<u32>;
-    #[zbus(property)]
-    fn exec_main_status(&self) -> zbus::Result<i32>;
-    #[zbus(property)]
-    fn status_text(&self) -> zbus::Result<String>;
-    #[zbus(property)]
-    fn control_group(&self) -> zbus::Result<String>;
-}
-
-#[proxy(
-    interface = "org.freedesktop.systemd1.Socket",
-    default_service = "org.freedesktop.systemd1",
-    gen_async = false
-)]
-pub trait Socket {
-    #[zbus(property)]
-    fn result(&self) -> zbus::Result<String>;
-    /// (type, address), e.g. ("Stream", "/run/user/1000/echo.sock").
-    #[zbus(property)]
-    fn listen(&self) -> zbus::Result<Vec<(String, String)>>;
-    #[zbus(property)]
-    fn control_group(&self) -> zbus::Result<String>;
-}
-
-#[proxy(
-    interface = "org.freedesktop.systemd1.Timer",
-    default_service = "org.freedesktop.systemd1",
-    gen_async = false
-)]
-pub trait Timer {
-    #[zbus(property)]
-    fn result(&self) -> zbus::Result<String>;
+pub trait UnitProperties {
+    /// `interface` "" means every interface of the object.
+    fn get_all(&self, interface: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
 }
 
 #[proxy(

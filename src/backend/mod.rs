@@ -272,6 +272,15 @@ pub trait ServiceManager {
 
     fn manager_view(&self, manifest: &Manifest) -> Result<ManagerView, BackendError>;
 
+    /// Both at once, for `status` with its orphan check; a backend may
+    /// answer both from one read of the manager.
+    fn status_and_view(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<(ServiceStatus, ManagerView), BackendError> {
+        Ok((self.status(manifest)?, self.manager_view(manifest)?))
+    }
+
     /// The command that shows (or with `follow`, follows) the service's logs.
     fn logs_command(&self, manifest: &Manifest, follow: bool, lines: Option<u32>) -> Command;
 }

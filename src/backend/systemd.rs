@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use zbus::blocking::Connection;
 use zbus::zvariant::OwnedObjectPath;
 
-use super::dbus::{ManagerProxy, ServiceProxy, SocketProxy, TimerProxy, UnitProxy};
+use super::dbus::{ManagerProxy, UnitPropertiesProxy};
 use super::{thrash_reason, BackendError, ManagerView, ServiceManager, ServiceStatus, UnitState};
 use crate::dirs::{Dirs, DirsError};
 use crate::manifest::{Manifest, Scope};
@@ -212,96 +212,47 @@ impl Systemd {
             .map_err(|source| call_err("connect to", "org.freedesktop.systemd1", source))
     }
 
-    /// Load a unit (from disk if needed) and return its object path.
-    fn load(&self, unit: &str) -> Result<OwnedObjectPath, BackendError> {
-        self.manager()?
-            .load_unit(unit)
-            .map_err(|source| call_err("LoadUnit", unit, source))
-    }
-
-    fn unit_proxy(&self, path: &OwnedObjectPath) -> Result<UnitProxy<'_>, BackendError> {
-        UnitProxy::builder(self.connection()?)
-            .path(path.clone())
+    /// Every property of `unit`, in one `GetAll("")` on its object path
+    /// (systemd loads a unit that is not loaded yet when its path is used,
+    /// as `LoadUnit` would).
+    fn properties(&self, unit: &str) -> Result<UnitProps, BackendError> {
+        let path = unit_object_path(unit);
+        let map = UnitPropertiesProxy::builder(self.connection()?)
+            .path(path.as_str())
+            .map(|b| b.cache_properties(zbus::proxy::CacheProperties::No))
             .and_then(zbus::blocking::proxy::Builder::build)
-            .map_err(|source| call_err("connect to", path.as_str(), source))
+            .and_then(|p| p.get_all(""))
+            .map_err(|source| call_err("GetAll properties of", unit, source))?;
+        Ok(UnitProps {
+            unit: unit.to_owned(),
+            map,
+        })
     }
 
     /// The generic state of one unit.
     pub fn unit_state(&self, unit: &str) -> Result<UnitState, BackendError> {
-        let path = self.load(unit)?;
-        let proxy = self.unit_proxy(&path)?;
-        let get =
-            |name: &'static str, r: zbus::Result<String>| r.map_err(|e| call_err(name, unit, e));
-        let result = self.unit_result(unit, &path)?;
-        Ok(UnitState {
-            unit: unit.to_owned(),
-            load_state: get("get LoadState of", proxy.load_state())?,
-            active_state: get("get ActiveState of", proxy.active_state())?,
-            sub_state: get("get SubState of", proxy.sub_state())?,
-            result,
-        })
-    }
-
-    /// `Result` lives on the type-specific interface.
-    fn unit_result(&self, unit: &str, path: &OwnedObjectPath) -> Result<String, BackendError> {
-        let conn = self.connection()?;
-        let err = |e| call_err("get Result of", unit, e);
-        let kind = unit.rsplit_once('.').map(|(_, kind)| kind);
-        let r = if kind == Some("service") {
-            ServiceProxy::builder(conn)
-                .path(path.clone())
-                .and_then(zbus::blocking::proxy::Builder::build)
-                .and_then(|p| p.result())
-        } else if kind == Some("socket") {
-            SocketProxy::builder(conn)
-                .path(path.clone())
-                .and_then(zbus::blocking::proxy::Builder::build)
-                .and_then(|p| p.result())
-        } else if kind == Some("timer") {
-            TimerProxy::builder(conn)
-                .path(path.clone())
-                .and_then(zbus::blocking::proxy::Builder::build)
-                .and_then(|p| p.result())
-        } else {
-            Ok(String::new())
-        };
-        r.map_err(err)
-    }
-
-    fn service_proxy(&self, unit: &str) -> Result<ServiceProxy<'_>, BackendError> {
-        let path = self.load(unit)?;
-        ServiceProxy::builder(self.connection()?)
-            .path(path)
-            .and_then(zbus::blocking::proxy::Builder::build)
-            .map_err(|source| call_err("connect to", unit, source))
-    }
-
-    fn socket_proxy(&self, unit: &str) -> Result<SocketProxy<'_>, BackendError> {
-        let path = self.load(unit)?;
-        SocketProxy::builder(self.connection()?)
-            .path(path)
-            .and_then(zbus::blocking::proxy::Builder::build)
-            .map_err(|source| call_err("connect to", unit, source))
+        self.properties(unit)?.state()
     }
 
     /// What systemd tracks for a service unit: its cgroup, main pid and every
     /// pid in the cgroup (`GetUnitProcesses`).
     pub fn unit_view(&self, service_unit: &str) -> Result<ManagerView, BackendError> {
-        let service = self.service_proxy(service_unit)?;
-        let control_group = service
-            .control_group()
-            .map_err(|e| call_err("get ControlGroup of", service_unit, e))?;
-        let main_pid = service
-            .main_pid()
-            .map_err(|e| call_err("get MainPID of", service_unit, e))?;
+        let props = self.properties(service_unit)?;
+        self.view_of(&props)
+    }
+
+    fn view_of(&self, service: &UnitProps) -> Result<ManagerView, BackendError> {
+        let unit = service.unit.as_str();
+        let control_group = service.string("ControlGroup")?;
+        let main_pid = service.u32("MainPID")?;
         let mut pids: Vec<u32> = if control_group.is_empty() {
             Vec::new()
         } else {
-            match self.manager()?.get_unit_processes(service_unit) {
+            match self.manager()?.get_unit_processes(unit) {
                 Ok(procs) => procs.into_iter().map(|(_, pid, _)| pid).collect(),
                 // stopped between the two calls: no processes
                 Err(e) if is_no_such_unit(&e) => Vec::new(),
-                Err(e) => return Err(call_err("GetUnitProcesses", service_unit, e)),
+                Err(e) => return Err(call_err("GetUnitProcesses", unit, e)),
             }
         };
         pids.sort_unstable();
@@ -310,6 +261,48 @@ impl Systemd {
             control_group: (!control_group.is_empty()).then_some(control_group),
             main_pid: (main_pid != 0).then_some(main_pid),
             pids,
+        })
+    }
+
+    fn status_from(&self, m: &Manifest, props: &UnitProps) -> Result<ServiceStatus, BackendError> {
+        let service = props.state()?;
+        let mut sockets = Vec::new();
+        let mut listen = Vec::new();
+        for unit in m.socket_units() {
+            let socket = self.properties(&unit)?;
+            sockets.push(socket.state()?);
+            listen.extend(socket.listen()?.into_iter().map(|(_, address)| address));
+        }
+        let timer = m
+            .timer_unit()
+            .map(|u| self.properties(&u)?.state())
+            .transpose()?;
+        let main_pid = props.u32("MainPID")?;
+        let status_text = props.string("StatusText")?;
+        let thrash = thrash_reason(&service, &sockets);
+        let start_limit_hit = super::start_limit_hit(&service, &sockets);
+        let linger = match self.scope {
+            Scope::User => super::linger::current_user_lingers(),
+            Scope::System => None,
+        };
+        Ok(ServiceStatus {
+            name: m.name.clone(),
+            scope: self.scope,
+            manager: "systemd",
+            manifest: None,
+            service,
+            sockets,
+            timer,
+            main_pid: (main_pid != 0).then_some(main_pid),
+            n_restarts: Some(props.u32("NRestarts")?),
+            exec_main_status: Some(props.i32("ExecMainStatus")?),
+            listen,
+            status_text: (!status_text.is_empty()).then_some(status_text),
+            start_limit_hit,
+            thrash: thrash.is_some(),
+            thrash_reason: thrash,
+            linger,
+            orphans: None,
         })
     }
 
@@ -367,6 +360,98 @@ impl Systemd {
             verb,
             state: Box::new(state),
             hint,
+        })
+    }
+}
+
+/// A unit's object path as systemd derives it from the name
+/// (`sd_bus_path_encode`): every byte other than an ASCII letter or digit,
+/// and a leading digit, becomes `_xx` (two lowercase hex digits). Pure.
+pub fn unit_object_path(unit: &str) -> String {
+    use std::fmt::Write as _;
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    if unit.is_empty() {
+        path.push('_');
+    }
+    for (i, b) in unit.bytes().enumerate() {
+        if b.is_ascii_alphabetic() || (b.is_ascii_digit() && i > 0) {
+            path.push(char::from(b));
+        } else {
+            let _ = write!(path, "_{b:02x}");
+        }
+    }
+    path
+}
+
+/// The properties of one unit, from one `GetAll("")`.
+struct UnitProps {
+    unit: String,
+    map: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+}
+
+impl UnitProps {
+    fn get<'a, T>(&'a self, name: &'static str) -> Result<T, BackendError>
+    where
+        T: TryFrom<&'a zbus::zvariant::Value<'a>>,
+        <T as TryFrom<&'a zbus::zvariant::Value<'a>>>::Error: Into<zbus::zvariant::Error>,
+    {
+        let value = self.map.get(name).ok_or_else(|| {
+            call_err(
+                "read property of",
+                &self.unit,
+                zbus::Error::Failure(format!("no property {name}")),
+            )
+        })?;
+        value.downcast_ref::<T>().map_err(|e| {
+            call_err(
+                "read property of",
+                &self.unit,
+                zbus::Error::Failure(format!("{name}: {e}")),
+            )
+        })
+    }
+
+    fn string(&self, name: &'static str) -> Result<String, BackendError> {
+        self.get::<&str>(name).map(str::to_owned)
+    }
+
+    fn u32(&self, name: &'static str) -> Result<u32, BackendError> {
+        self.get(name)
+    }
+
+    fn i32(&self, name: &'static str) -> Result<i32, BackendError> {
+        self.get(name)
+    }
+
+    /// A socket's `Listen`: (type, address) pairs.
+    fn listen(&self) -> Result<Vec<(String, String)>, BackendError> {
+        let array: &zbus::zvariant::Array<'_> = self.get("Listen")?;
+        array
+            .iter()
+            .map(|v| {
+                let pair: (String, String) = v
+                    .try_clone()
+                    .map_err(zbus::Error::from)
+                    .and_then(|v| v.try_into().map_err(zbus::Error::from))
+                    .map_err(|e| call_err("read property of", &self.unit, e))?;
+                Ok(pair)
+            })
+            .collect()
+    }
+
+    /// `Result` lives on the type's interface: services, sockets and timers
+    /// have one; other units report "".
+    fn state(&self) -> Result<UnitState, BackendError> {
+        Ok(UnitState {
+            unit: self.unit.clone(),
+            load_state: self.string("LoadState")?,
+            active_state: self.string("ActiveState")?,
+            sub_state: self.string("SubState")?,
+            result: if self.map.contains_key("Result") {
+                self.string("Result")?
+            } else {
+                String::new()
+            },
         })
     }
 }
@@ -512,56 +597,14 @@ impl ServiceManager for Systemd {
     }
 
     fn status(&self, m: &Manifest) -> Result<ServiceStatus, BackendError> {
-        let service_unit = m.service_unit();
-        let service = self.unit_state(&service_unit)?;
-        let sockets = m
-            .socket_units()
-            .iter()
-            .map(|u| self.unit_state(u))
-            .collect::<Result<Vec<_>, _>>()?;
-        let timer = m.timer_unit().map(|u| self.unit_state(&u)).transpose()?;
-        let props = self.service_proxy(&service_unit)?;
-        let unit = service_unit.as_str();
-        let e = |call: &'static str| move |err| call_err(call, unit, err);
-        let main_pid = props.main_pid().map_err(e("get MainPID of"))?;
-        let n_restarts = props.n_restarts().map_err(e("get NRestarts of"))?;
-        let exec_main_status = props
-            .exec_main_status()
-            .map_err(e("get ExecMainStatus of"))?;
-        let status_text = props.status_text().map_err(e("get StatusText of"))?;
-        let mut listen = Vec::new();
-        for unit in m.socket_units() {
-            let addresses = self
-                .socket_proxy(&unit)?
-                .listen()
-                .map_err(|err| call_err("get Listen of", &unit, err))?;
-            listen.extend(addresses.into_iter().map(|(_, address)| address));
-        }
-        let thrash = thrash_reason(&service, &sockets);
-        let start_limit_hit = super::start_limit_hit(&service, &sockets);
-        let linger = match self.scope {
-            Scope::User => super::linger::current_user_lingers(),
-            Scope::System => None,
-        };
-        Ok(ServiceStatus {
-            name: m.name.clone(),
-            scope: self.scope,
-            manager: "systemd",
-            manifest: None,
-            service,
-            sockets,
-            timer,
-            main_pid: (main_pid != 0).then_some(main_pid),
-            n_restarts: Some(n_restarts),
-            exec_main_status: Some(exec_main_status),
-            listen,
-            status_text: (!status_text.is_empty()).then_some(status_text),
-            start_limit_hit,
-            thrash: thrash.is_some(),
-            thrash_reason: thrash,
-            linger,
-            orphans: None,
-        })
+        let service = self.properties(&m.service_unit())?;
+        self.status_from(m, &service)
+    }
+
+    /// One `GetAll` per unit, and `GetUnitProcesses` for the view.
+    fn status_and_view(&self, m: &Manifest) -> Result<(ServiceStatus, ManagerView), BackendError> {
+        let service = self.properties(&m.service_unit())?;
+        Ok((self.status_from(m, &service)?, self.view_of(&service)?))
     }
 
     fn manager_view(&self, m: &Manifest) -> Result<ManagerView, BackendError> {
@@ -696,6 +739,18 @@ mod tests {
             unit_dir(Scope::System, &Dirs::system()),
             PathBuf::from("/etc/systemd/system")
         );
+    }
+
+    /// The escaping systemd documents (`avahi-daemon.service` →
+    /// `avahi_2ddaemon_2eservice`), a leading digit, and every byte outside
+    /// `[A-Za-z0-9]` of a valid unit name.
+    #[test]
+    fn unit_object_paths_escape_like_sd_bus() {
+        let p = |u| unit_object_path(u).replace("/org/freedesktop/systemd1/unit/", "");
+        assert_eq!(p("avahi-daemon.service"), "avahi_2ddaemon_2eservice");
+        assert_eq!(p("1x.socket"), "_31x_2esocket");
+        assert_eq!(p("a1_b:c@d\\.timer"), "a1_5fb_3ac_40d_5c_2etimer");
+        assert_eq!(p(""), "_");
     }
 
     #[test]

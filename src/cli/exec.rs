@@ -25,7 +25,7 @@ use initkit::activation::env::{self, Activation, Passed, LISTEN_FDS_START};
 use initkit::activation::fd;
 use initkit::activation::guard::{Acquired, GuardSpec, WatchSet};
 use initkit::dirs::Dirs;
-use initkit::manifest::{Listen, Manifest, Socket};
+use initkit::manifest::{Listen, Manifest, OnStart, Socket};
 
 /// Exit code when `LISTEN_FDS` was passed to another pid (a wrapper forked).
 pub const EXIT_PID_MISMATCH: i32 = 3;
@@ -190,21 +190,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             // Under the manager the paths may not resolve (no HOME for a
             // system service); then the check has nothing to look at.
             if let Ok(dirs) = &plan.dirs {
-                orphan_precheck(&plan.manifest, dirs)?;
+                apply_on_start(&plan.manifest, dirs)?;
             }
             Err(exec(&plan.command, None, None))
         }
         Mode::OffInit => {
             let dirs = plan.dirs.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-            orphan_precheck(&plan.manifest, dirs)?;
+            // `report` with a watcher: the watcher reports, once the daemon
+            // runs (and a start that finds the service running reports
+            // nothing: it starts nothing).
+            let in_watcher =
+                plan.manifest.orphans.on_start == OnStart::Report && plan.watch_interval.is_some();
+            if !in_watcher {
+                apply_on_start(&plan.manifest, dirs)?;
+            }
             #[cfg(any(target_os = "macos", initkit_check_macos))]
-            if let Some(outcome) = launchd(&plan, dirs)? {
+            if let Some(outcome) = launchd(&plan, dirs, in_watcher)? {
                 return outcome;
             }
             if plan.failure_budget && budget_exhausted(&plan, dirs)? {
                 return Ok(Outcome::Ok);
             }
-            off_init(&plan, dirs)
+            off_init(&plan, dirs, in_watcher)
         }
     }
 }
@@ -224,7 +231,11 @@ pub fn is_launchd_job(xpc_service_name: Option<&std::ffi::OsStr>, label: &str) -
 /// failure budget replaces the StartLimitBurst launchd lacks. `Ok(None)` when
 /// this is not a launchd job.
 #[cfg(any(target_os = "macos", initkit_check_macos))]
-fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Outcome>>> {
+fn launchd(
+    plan: &Plan,
+    dirs: &Dirs,
+    report: bool,
+) -> anyhow::Result<Option<anyhow::Result<Outcome>>> {
     let job = is_launchd_job(
         std::env::var_os("XPC_SERVICE_NAME").as_deref(),
         &plan.manifest.label,
@@ -240,6 +251,10 @@ fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Out
     if budget_exhausted(plan, dirs)? {
         return Ok(Some(Ok(Outcome::Ok)));
     }
+    if report {
+        // launchd owns the instance: no watcher runs here.
+        report_in_background(&plan.manifest, dirs);
+    }
     let owned = passed
         .unwrap_or_default()
         .into_iter()
@@ -253,15 +268,74 @@ fn launchd(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Option<anyhow::Result<Out
     Ok(Some(Err(exec(&plan.command, Some(&env), None))))
 }
 
-/// `[orphans] on-start`: before starting, look for instances the manager
-/// does not track, with the same classifier as `initkit orphans`, and report
-/// them, stop them (`terminate`) or refuse to start (`refuse`, exit 2).
-/// A failed scan is a warning, except under `refuse`, which fails closed.
-fn orphan_precheck(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<()> {
+/// `[orphans] on-start`: look for instances the manager does not track, with
+/// the same classifier as `initkit orphans`. `terminate` and `refuse` decide
+/// before the start, so they scan first; `report` (the default) changes
+/// nothing about the start, so it scans in another process while the daemon
+/// starts (off-init: the watcher): a process-table scan stays off the start's
+/// hot path.
+fn apply_on_start(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<()> {
+    match manifest.orphans.on_start {
+        OnStart::Report => {
+            report_in_background(manifest, dirs);
+            Ok(())
+        }
+        OnStart::Terminate | OnStart::Refuse => orphan_precheck(manifest, dirs, std::process::id()),
+    }
+}
+
+/// Run the `report` scan in a grandchild (fork twice, reap the middle
+/// child): the daemon, which keeps this pid, never gets a child it did not
+/// start, nor a zombie. The grandchild holds no socket or lock (nothing is
+/// bound yet), prints its findings to the inherited stderr and exits.
+fn report_in_background(manifest: &Manifest, dirs: &Dirs) {
+    use nix::unistd::{fork, ForkResult};
+    let own_pid = std::process::id();
+    // SAFETY: `initkit exec` is single-threaded here (no thread was
+    // spawned), so the children may run ordinary code after fork.
+    match unsafe { fork() } {
+        Err(e) => eprintln!(
+            "initkit exec {}: warning: orphan check skipped: fork: {e}",
+            manifest.name
+        ),
+        Ok(ForkResult::Parent { child }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Ok(ForkResult::Child) => {
+            // SAFETY: as above; the middle child only forks and exits.
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                // The lowest priority: the daemon's start comes first.
+                // SAFETY: setpriority on this process only.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+                if let Ok(null) = std::fs::File::options()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+                {
+                    // SAFETY: dup2 /dev/null over stdin and stdout of this
+                    // process only; stderr stays for the report.
+                    unsafe {
+                        libc::dup2(null.as_raw_fd(), 0);
+                        libc::dup2(null.as_raw_fd(), 1);
+                    }
+                }
+                let _ = orphan_precheck(manifest, dirs, own_pid);
+                std::process::exit(0);
+            }
+            // SAFETY: _exit ends the middle child without running anything
+            // that belongs to the parent (atexit handlers, buffered stdio).
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+/// `own_pid`: this `initkit exec`, the instance about to start (the report
+/// runs in another process).
+fn orphan_precheck(manifest: &Manifest, dirs: &Dirs, own_pid: u32) -> anyhow::Result<()> {
     use initkit::manifest::OnStart;
     use initkit::orphan;
     let name = &manifest.name;
-    let findings = match orphan::find(manifest, dirs, &own_view()) {
+    let findings = match orphan::find(manifest, dirs, &own_view(own_pid)) {
         Ok(findings) => findings,
         Err(e) if manifest.orphans.on_start == OnStart::Refuse => {
             return Err(e).context("orphan check before start (on-start = refuse)")
@@ -271,16 +345,21 @@ fn orphan_precheck(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    // One write per line: under `report` these lines interleave with the
+    // daemon's own output on the same stderr.
+    let mut stderr = std::io::stderr().lock();
     for f in &findings {
         let reasons: Vec<&str> = f.reasons.iter().map(|r| r.as_str()).collect();
-        eprintln!(
-            "initkit exec {name}: orphan pid {} ({}, {}): {}",
+        let line = format!(
+            "initkit exec {name}: orphan pid {} ({}, {}): {}\n",
             f.pid,
             reasons.join(","),
             orphan::format_age(f.age_secs),
             f.argv.join(" ")
         );
+        let _ = std::io::Write::write_all(&mut stderr, line.as_bytes());
     }
+    drop(stderr);
     if findings.is_empty() {
         return Ok(());
     }
@@ -311,8 +390,11 @@ fn orphan_precheck(manifest: &Manifest, dirs: &Dirs) -> anyhow::Result<()> {
 
 /// The manager's view from inside: under systemd this process sits in its
 /// unit's cgroup, and that cgroup is the instance; anywhere else it runs
-/// off-init and the guard's lock holder is the instance.
-fn own_view() -> initkit::orphan::Tracked {
+/// off-init and the guard's lock holder is the instance. Either way
+/// `own_pid` (this `initkit exec`, about to become the daemon) is the
+/// instance too: naming it spares the scan a search for the holder of the
+/// sockets it binds.
+fn own_view(own_pid: u32) -> initkit::orphan::Tracked {
     let cgroup = std::fs::read_to_string("/proc/self/cgroup")
         .map(|t| initkit::scan::parse_cgroup(&t))
         .unwrap_or_default();
@@ -323,6 +405,7 @@ fn own_view() -> initkit::orphan::Tracked {
     initkit::orphan::Tracked {
         guard: unit.is_none(),
         control_group: unit,
+        pids: vec![own_pid],
         ..initkit::orphan::Tracked::default()
     }
 }
@@ -341,7 +424,8 @@ fn lock_path(manifest: &Manifest, dirs: &Dirs) -> PathBuf {
     initkit::orphan::lock_path(manifest, dirs)
 }
 
-fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
+/// `report`: the watcher runs the `on-start = "report"` scan.
+fn off_init(plan: &Plan, dirs: &Dirs, report: bool) -> anyhow::Result<Outcome> {
     let m = &plan.manifest;
     // Checked before anything is locked or bound.
     let unit = UnitSettings::of(m, dirs)?;
@@ -389,7 +473,8 @@ fn off_init(plan: &Plan, dirs: &Dirs) -> anyhow::Result<Outcome> {
     }
     let env = place_fds(ordered, Some(parts.lock))?;
     if let Some(interval) = plan.watch_interval {
-        spawn_watcher(&parts.watch, interval, &env)?;
+        let report = report.then_some((m, dirs));
+        spawn_watcher(&parts.watch, interval, &env, report)?;
     }
     let err = exec(&plan.command, Some(&env), Some(&unit));
     // Nothing runs on our sockets: remove the paths we bound (still ours).
@@ -497,7 +582,16 @@ fn place_fds(sockets: Vec<(String, OwnedFd)>, lock: Option<OwnedFd>) -> anyhow::
 /// replaced it sends the daemon SIGTERM, so there are never two reachable
 /// instances. When the daemon has exited it removes the socket paths that are
 /// still ours and that nobody listens on any more, then exits.
-fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> anyhow::Result<()> {
+///
+/// With `report`, the watcher first runs the `on-start = "report"` orphan
+/// scan, at the lowest priority (nice 19, kept for its life: its own work is
+/// a few `stat`s per interval).
+fn spawn_watcher(
+    watch: &WatchSet,
+    interval: Duration,
+    listen: &ListenEnv,
+    report: Option<(&Manifest, &Dirs)>,
+) -> anyhow::Result<()> {
     let daemon = nix::unistd::getpid();
     // SAFETY: `initkit exec` is single-threaded (no thread was spawned), so
     // the child may run ordinary code after fork.
@@ -533,6 +627,11 @@ fn spawn_watcher(watch: &WatchSet, interval: Duration, listen: &ListenEnv) -> an
                 // SAFETY: SIG_IGN installs no handler code.
                 let _ =
                     unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) };
+            }
+            if let Some((manifest, dirs)) = report {
+                // SAFETY: setpriority on this process only.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+                let _ = orphan_precheck(manifest, dirs, daemon.as_raw().unsigned_abs());
             }
             let mut signalled = false;
             loop {

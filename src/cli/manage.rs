@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use initkit::backend::registry::{self, Installed};
-use initkit::backend::{self, linger, Native, ServiceManager, ServiceStatus};
+use initkit::backend::{self, linger, ManagerView, Native, ServiceManager, ServiceStatus};
 use initkit::manifest::{Manifest, Scope};
 
 use super::{load_manifest, Outcome, ScopeArg};
@@ -366,13 +366,15 @@ struct StatusReport<'a> {
     services: &'a [ServiceStatus],
 }
 
-fn status_of(target: &Target) -> anyhow::Result<ServiceStatus> {
+/// The status, and the manager's view for the orphan check, from one
+/// connection (systemd: one `GetAll` per unit).
+fn status_of(target: &Target) -> anyhow::Result<(ServiceStatus, (&'static str, ManagerView))> {
     let backend = backend::native(target.scope)?;
-    let mut status = backend
-        .status(&target.manifest)
+    let (mut status, view) = backend
+        .status_and_view(&target.manifest)
         .with_context(|| format!("status of {}", target.manifest.name))?;
     status.manifest = target.installed.as_ref().map(|i| i.manifest_path.clone());
-    Ok(status)
+    Ok((status, (backend.kind(), view)))
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
@@ -380,13 +382,15 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
         Some(service) => vec![resolve(service, args.scope)?],
         None => installed_targets(args.scope)?,
     };
-    let mut statuses = targets
+    let (mut statuses, views): (Vec<_>, Vec<_>) = targets
         .iter()
         .map(status_of)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
     // One process-table scan for every service; a failed scan leaves
     // `orphans` null ("not checked") and says why.
-    match super::orphans::for_targets(&targets) {
+    match super::orphans::for_targets(&targets, views) {
         Ok(per_service) => {
             for (status, findings) in statuses.iter_mut().zip(per_service) {
                 status.orphans = Some(serde_json::to_value(&findings)?);

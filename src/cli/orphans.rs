@@ -104,22 +104,35 @@ fn observe(targets: &[Target]) -> anyhow::Result<Vec<(Rules, Tracked)>> {
         .iter()
         .map(|t| {
             let m = &t.manifest;
-            let dirs = match t.scope {
-                Scope::User => Dirs::current(Scope::User),
-                Scope::System => Ok(Dirs::system()),
-            }
-            .with_context(|| format!("service {}", m.name))?;
-            let rules = Rules::observe(m, &dirs)?;
             let tracked = manager_view(m, t.scope)
                 .with_context(|| format!("service {}: ask the service manager", m.name))?;
-            Ok((rules, tracked))
+            Ok((rules_of(t)?, tracked))
         })
         .collect()
 }
 
-/// The orphans of each target, in order: one scan for all (used by `status`).
-pub(super) fn for_targets(targets: &[Target]) -> anyhow::Result<Vec<Vec<Finding>>> {
-    let services = observe(targets)?;
+fn rules_of(t: &Target) -> anyhow::Result<Rules> {
+    let m = &t.manifest;
+    let dirs = match t.scope {
+        Scope::User => Dirs::current(Scope::User),
+        Scope::System => Ok(Dirs::system()),
+    }
+    .with_context(|| format!("service {}", m.name))?;
+    Ok(Rules::observe(m, &dirs)?)
+}
+
+/// The orphans of each target, in order: one scan for all. Used by `status`,
+/// which has asked the manager already: `views` are its answers, one per
+/// target (a backend's kind and view).
+pub(super) fn for_targets(
+    targets: &[Target],
+    views: Vec<(&'static str, ManagerView)>,
+) -> anyhow::Result<Vec<Vec<Finding>>> {
+    let services = targets
+        .iter()
+        .zip(views)
+        .map(|(t, (kind, view))| Ok((rules_of(t)?, tracked_from(kind, view))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let findings = orphan::find_all(&services).context("scan processes")?;
     Ok(targets
         .iter()

@@ -1,8 +1,10 @@
 //! Linux: read `/proc` (any root, so tests can use fixture trees), plus the
 //! kernel's unix sock_diag for which socket owns a path.
 //!
-//! Every process gets `stat` and `cmdline` read; candidates also get
-//! `status`, `exe`, `cgroup`, `fd/*` and, for open files, `fdinfo/*`.
+//! Every process gets its `cmdline` read; candidates and their parents get
+//! `stat`; candidates also get `status`, `exe`, `cgroup`, `fd/*` and, for open
+//! files, `fdinfo/*`. (`stat` is the costly one: the kernel computes every
+//! field, CPU times of all threads included, on each read.)
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -13,8 +15,8 @@ use std::path::{Path, PathBuf};
 use procfs::FromRead;
 
 use super::{
-    parse_cgroup, Detail, Fd, FdTarget, FileId, FileLock, Interest, Process, Snapshot, UnixSocket,
-    Unreadable,
+    parse_cgroup, Detail, Fd, FdTarget, FileId, FileLock, Interest, Process, Snapshot, Stat,
+    UnixSocket, Unreadable,
 };
 
 /// Snapshot the live `/proc`, with socket path ownership from sock_diag.
@@ -43,10 +45,20 @@ pub fn read_with_root(root: &Path, interest: &Interest) -> io::Result<Snapshot> 
         ..Snapshot::default()
     };
     let mut path = PathBuf::from(root);
-    let mut bufs = (Vec::with_capacity(1024), Vec::with_capacity(4096));
+    let mut buf = Vec::with_capacity(4096);
     for pid in pids {
-        match read_process(&mut path, &mut bufs, pid) {
-            Ok(p) => snapshot.processes.push(p),
+        path.push(pid.to_string());
+        path.push("cmdline");
+        let read = read_into(&path, &mut buf);
+        path.pop();
+        path.pop();
+        match read {
+            Ok(()) => snapshot.processes.push(Process {
+                pid,
+                argv: split_argv(&buf),
+                stat: None,
+                detail: None,
+            }),
             Err(e) => snapshot.unreadable.push((pid, unreadable(&e))),
         }
     }
@@ -62,12 +74,55 @@ pub fn read_with_root(root: &Path, interest: &Interest) -> io::Result<Snapshot> 
         .unwrap_or(0.0);
 
     let candidates = candidates(root, &snapshot, interest);
+    // `stat` for the candidates; one that cannot be read has exited (or is
+    // unreadable): it leaves the snapshot.
+    let mut gone = Vec::new();
+    let mut parents = HashSet::new();
     for process in &mut snapshot.processes {
-        if candidates.contains(&process.pid) {
-            process.detail = Some(read_detail(root, process.pid));
+        if !candidates.contains(&process.pid) {
+            continue;
+        }
+        match read_stat(root, process.pid, &mut buf) {
+            Ok(stat) => {
+                parents.insert(stat.ppid);
+                process.stat = Some(stat);
+                process.detail = Some(read_detail(root, process.pid));
+            }
+            Err(e) => gone.push((process.pid, unreadable(&e))),
         }
     }
+    // ...and for their parents (is the parent init or a service manager?).
+    for process in &mut snapshot.processes {
+        if process.stat.is_none() && parents.contains(&process.pid) {
+            process.stat = read_stat(root, process.pid, &mut buf).ok();
+        }
+    }
+    if !gone.is_empty() {
+        snapshot
+            .processes
+            .retain(|p| !gone.iter().any(|(pid, _)| *pid == p.pid));
+        snapshot.unreadable.extend(gone);
+        snapshot.unreadable.sort_by_key(|(pid, _)| *pid);
+    }
     Ok(snapshot)
+}
+
+/// Read a whole (small, `/proc`) file into `buf`: open, read until EOF,
+/// close. `std::fs::read` would also `statx` and `lseek` each file, which
+/// over a whole process table costs as much as the reads.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    let mut file = std::fs::File::open(path)?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn ticks_per_sec() -> u64 {
@@ -85,40 +140,17 @@ fn unreadable(err: &io::Error) -> Unreadable {
     }
 }
 
-/// `stat` and `cmdline`: the cheap tier, read for every process, into
-/// reused buffers (no size probe, no allocation per file).
-fn read_process(
-    path: &mut PathBuf,
-    (stat_buf, cmdline_buf): &mut (Vec<u8>, Vec<u8>),
-    pid: u32,
-) -> io::Result<Process> {
-    path.push(pid.to_string());
-    path.push("stat");
-    let stat = read_into(path, stat_buf);
-    path.set_file_name("cmdline");
-    let cmdline = read_into(path, cmdline_buf);
-    path.pop();
-    path.pop();
-    stat?;
-    let stat = procfs::process::Stat::from_read(&stat_buf[..])
+/// `/proc/PID/stat`: parent, state, start time and `comm`.
+fn read_stat(root: &Path, pid: u32, buf: &mut Vec<u8>) -> io::Result<Stat> {
+    read_into(&root.join(pid.to_string()).join("stat"), buf)?;
+    let stat = procfs::process::Stat::from_read(&buf[..])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    cmdline?;
-    Ok(Process {
-        pid,
+    Ok(Stat {
         ppid: u32::try_from(stat.ppid).unwrap_or(0),
         state: stat.state,
         start_ticks: stat.starttime,
         comm: stat.comm,
-        argv: split_argv(cmdline_buf),
-        detail: None,
     })
-}
-
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
-    use std::io::Read;
-    buf.clear();
-    std::fs::File::open(path)?.read_to_end(buf)?;
-    Ok(())
 }
 
 /// NUL-separated arguments, byte for byte. A trailing NUL ends the last one;
@@ -179,7 +211,7 @@ fn candidates(root: &Path, snapshot: &Snapshot, interest: &Interest) -> HashSet<
         .processes
         .iter()
         .filter(|p| out.contains(&p.pid))
-        .chain(snapshot.processes.iter().filter(|p| p.comm == "systemd"))
+        .chain(snapshot.processes.iter().filter(|p| looks_like_systemd(p)))
         .chain(snapshot.processes.iter());
     let mut seen = HashSet::new();
     let mut holders = Vec::new();
@@ -206,6 +238,16 @@ fn candidates(root: &Path, snapshot: &Snapshot, interest: &Interest) -> HashSet<
     }
     out.extend(holders);
     out
+}
+
+/// pid 1, or a process whose program is named `systemd` (`systemd --user`):
+/// only an ordering hint for the socket holder search.
+fn looks_like_systemd(p: &Process) -> bool {
+    p.pid == 1
+        || p.argv
+            .first()
+            .and_then(|a| Path::new(a).file_name())
+            .is_some_and(|n| n == "systemd")
 }
 
 fn socket_inodes(root: &Path, pid: u32) -> Vec<u64> {
@@ -548,25 +590,71 @@ mod tests {
             std::fs::create_dir(&d).unwrap();
             d
         };
-        dir("10"); // listed, then gone: no stat
-        std::fs::write(dir("11").join("stat"), "garbage").unwrap();
+        dir("10"); // listed, then gone: no cmdline
+        let garbled = dir("11");
+        std::fs::write(garbled.join("cmdline"), b"/bin/g\0").unwrap();
+        std::fs::write(garbled.join("stat"), "garbage").unwrap();
         let ok = dir("12");
         std::fs::write(
             ok.join("stat"),
-            "12 (a b) S 1 12 12 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            "12 (a b) S 1 12 12 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
         )
         .unwrap();
         std::fs::write(ok.join("cmdline"), b"/bin/a b\0x\0").unwrap();
-        let snap = read_with_root(root.path(), &Interest::default()).unwrap();
-        assert_eq!(snap.processes.len(), 1);
-        assert_eq!(snap.processes[0].comm, "a b");
-        assert_eq!(snap.processes[0].start_ticks, 500);
+        let quiet = dir("13"); // not a candidate: its stat is never read
+        std::fs::write(quiet.join("cmdline"), b"/bin/q\0").unwrap();
+        std::fs::write(quiet.join("stat"), "garbage").unwrap();
+        let interest = Interest {
+            pids: vec![11, 12],
+            ..Interest::default()
+        };
+        let snap = read_with_root(root.path(), &interest).unwrap();
+        assert_eq!(snap.processes.len(), 2, "{:?}", snap.processes);
+        let stat = snap.processes[0].stat.as_ref().unwrap();
+        assert_eq!(stat.comm, "a b");
+        assert_eq!(stat.start_ticks, 500);
         assert_eq!(
             snap.processes[0].argv,
             vec![OsString::from("/bin/a b"), OsString::from("x")]
         );
+        assert_eq!(snap.processes[1].pid, 13);
+        assert_eq!(snap.processes[1].stat, None);
+        assert_eq!(snap.processes[1].argv, vec![OsString::from("/bin/q")]);
         assert_eq!(snap.unreadable[0], (10, Unreadable::Vanished));
         assert!(matches!(snap.unreadable[1], (11, Unreadable::Other(_))));
+    }
+
+    /// The parent of a candidate gets its `stat` (is it init, a manager?);
+    /// nobody else does.
+    #[test]
+    fn stat_is_read_for_candidates_and_their_parents_only() {
+        let root = tempfile::tempdir().unwrap();
+        let proc_dir = |pid: u32, ppid: u32, argv: &[u8]| {
+            let d = root.path().join(pid.to_string());
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("cmdline"), argv).unwrap();
+            std::fs::write(
+                d.join("stat"),
+                format!("{pid} (p{pid}) S {ppid} 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {pid}00 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"),
+            )
+            .unwrap();
+        };
+        proc_dir(1, 0, b"/sbin/init\0");
+        proc_dir(20, 1, b"/usr/lib/systemd/systemd\0--user\0");
+        proc_dir(30, 20, b"/bin/daemon\0");
+        proc_dir(40, 1, b"/bin/other\0");
+        let interest = Interest {
+            argv_prefixes: vec![vec![OsString::from("/bin/daemon")]],
+            ..Interest::default()
+        };
+        let snap = read_with_root(root.path(), &interest).unwrap();
+        let stat_of = |pid: u32| snap.process(pid).unwrap().stat.as_ref();
+        assert_eq!(stat_of(30).unwrap().ppid, 20);
+        assert_eq!(stat_of(20).unwrap().comm, "p20", "the candidate's parent");
+        assert_eq!(stat_of(1), None);
+        assert_eq!(stat_of(40), None);
+        assert!(snap.process(30).unwrap().detail.is_some());
+        assert!(snap.process(20).unwrap().detail.is_none());
     }
 
     #[test]

@@ -106,10 +106,12 @@ pub fn read(_interest: &Interest) -> io::Result<Snapshot> {
         let comm_len = info.comm.iter().position(|b| *b == 0).unwrap_or(16);
         snapshot.processes.push(Process {
             pid: upid,
-            ppid: info.ppid,
-            state: if info.status == SSTOP { 'T' } else { 'S' },
-            start_ticks: info.start_tvsec * 1_000_000 + info.start_tvusec,
-            comm: String::from_utf8_lossy(&info.comm[..comm_len]).into_owned(),
+            stat: Some(super::Stat {
+                ppid: info.ppid,
+                state: if info.status == SSTOP { 'T' } else { 'S' },
+                start_ticks: info.start_tvsec * 1_000_000 + info.start_tvusec,
+                comm: String::from_utf8_lossy(&info.comm[..comm_len]).into_owned(),
+            }),
             argv: procargs(pid).unwrap_or_default(),
             detail: Some(super::Detail {
                 uid: Some(info.ruid),

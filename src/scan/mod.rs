@@ -2,10 +2,11 @@
 //!
 //! The types here are plain data; [`read`] is the one function that reads the
 //! OS (`/proc` on Linux, behind a root path so tests can point it at fixture
-//! trees). Reading is two-tier so that a scan over tens of thousands of
-//! processes stays cheap: every process gets its `stat` and `cmdline` read,
-//! and only the processes an [`Interest`] marks as candidates get their deep
-//! files (`status`, `cgroup`, `exe`, fds and fdinfo) read.
+//! trees). Reading is tiered so that a scan over tens of thousands of
+//! processes stays cheap: every process gets only its `cmdline` read; the
+//! processes an [`Interest`] marks as candidates, and their parents, get
+//! their `stat` ([`Stat`]); and only candidates get their deep files
+//! (`status`, `cgroup`, `exe`, fds and fdinfo) read.
 //!
 //! Vanished processes are data, not errors: a process that exits mid-scan or
 //! cannot be read is recorded in [`Snapshot::unreadable`] and the scan goes on.
@@ -126,10 +127,9 @@ pub struct Detail {
     pub partial: Vec<String>,
 }
 
-/// One process.
+/// What the kernel's `stat` says of a process.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Process {
-    pub pid: u32,
+pub struct Stat {
     pub ppid: u32,
     /// The kernel's state letter: `R`, `S`, `D`, `T` (stopped), `t`, `Z`...
     pub state: char,
@@ -138,9 +138,19 @@ pub struct Process {
     pub start_ticks: u64,
     /// `comm`, as `stat` reports it.
     pub comm: String,
+}
+
+/// One process.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Process {
+    pub pid: u32,
     /// The argument vector, byte for byte (empty for kernel threads).
     #[serde(serialize_with = "ser_argv")]
     pub argv: Vec<OsString>,
+    /// Read for candidates and their parents (on Linux `stat` is the costly
+    /// file of a scan, so the other processes get only their `cmdline`
+    /// read); `None` for everyone else.
+    pub stat: Option<Stat>,
     /// Deep files, read only for candidates.
     pub detail: Option<Detail>,
 }
@@ -182,11 +192,12 @@ impl Snapshot {
             .map(|i| &self.processes[i])
     }
 
-    /// How long the process has run, in whole seconds.
-    pub fn age_secs(&self, process: &Process) -> u64 {
+    /// How long a process started at `start_ticks` (its [`Stat`]) has run,
+    /// in whole seconds.
+    pub fn age_secs(&self, start_ticks: u64) -> u64 {
         let ticks = self.ticks_per_sec.max(1);
         #[allow(clippy::cast_precision_loss)]
-        let started = process.start_ticks as f64 / ticks as f64;
+        let started = start_ticks as f64 / ticks as f64;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let age = (self.uptime_secs - started).max(0.0) as u64;
         age

@@ -227,9 +227,25 @@ pub struct Service {
 impl Service {
     /// Write `<name>.toml` with `command` (the example daemon by default)
     /// and one unix socket at `{runtime}/<name>.sock`.
+    ///
+    /// The example daemon runs through a symlink in this service's temp
+    /// dir, so its argv[0], which the orphan rule matches by default, is
+    /// this service's alone: other tests' daemons running at the same time
+    /// are not its orphans.
     pub fn new(mgr: &UserManager, area: &str, command: &[String], extra: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = command.to_vec();
+        if let Some(program) = command.first_mut() {
+            if program.ends_with("/examples/echo_daemon")
+                && Path::new(program.as_str()) == echo_daemon()
+            {
+                let link = dir.path().join("echo_daemon");
+                std::os::unix::fs::symlink(echo_daemon(), &link).unwrap();
+                *program = link.display().to_string();
+            }
+        }
         let command: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
-        Service::with_manifest(mgr, area, |name| {
+        Service::in_dir(mgr, area, dir, |name| {
             format!(
                 "name = \"{name}\"\ncommand = [{}]\nreadiness = \"notify\"\n{extra}\n[[socket]]\nlisten = \"unix:{{runtime}}/{name}.sock\"\n",
                 command.join(", ")
@@ -243,8 +259,16 @@ impl Service {
         area: &str,
         manifest: impl Fn(&str) -> String,
     ) -> Service {
+        Service::in_dir(mgr, area, tempfile::tempdir().unwrap(), manifest)
+    }
+
+    fn in_dir(
+        mgr: &UserManager,
+        area: &str,
+        dir: tempfile::TempDir,
+        manifest: impl Fn(&str) -> String,
+    ) -> Service {
         let name = unique_name(area);
-        let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(format!("{name}.toml")), manifest(&name)).unwrap();
         Service {
             mgr: mgr.clone(),
