@@ -192,6 +192,20 @@ fn classify_one(
     if is_tracked(snapshot, tracked, &locks, p) {
         return None;
     }
+    // Same program, but the manager runs it as another service: tracked, just
+    // not by this unit (two services built from one binary). Holding this
+    // service's lock or socket path would still make it a finding.
+    if locks.is_empty() && listens.is_empty() {
+        let other = p.detail.as_ref().and_then(|d| {
+            d.cgroup_v2
+                .as_deref()
+                .or(d.cgroup_systemd.as_deref())
+                .and_then(service_unit_of)
+        });
+        if other.is_some() {
+            return None;
+        }
+    }
 
     evidence.push(untracked_evidence(tracked, p));
     let parent_adopts = stat.ppid == 1
@@ -260,6 +274,19 @@ fn classify_one(
 fn quote_argv(argv: &[OsString]) -> String {
     let words: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
     format!("[{}]", words.join(", "))
+}
+
+/// The systemd service whose cgroup `path` is in, if it is a service (not a
+/// scope such as a login session or `systemd-run --scope`, and not a user
+/// manager `user@UID.service` itself). Pure.
+// systemd unit suffixes are exactly lowercase; `.SERVICE` is not a service.
+#[allow(clippy::case_sensitive_file_extension_comparisons)]
+pub fn service_unit_of(path: &str) -> Option<&str> {
+    let unit = path
+        .split('/')
+        .rev()
+        .find(|c| c.ends_with(".service") || c.ends_with(".scope"))?;
+    (unit.ends_with(".service") && !unit.starts_with("user@")).then_some(unit)
 }
 
 fn is_tracked(snapshot: &Snapshot, tracked: &Tracked, locks: &[LockFact], p: &Process) -> bool {
@@ -674,6 +701,38 @@ mod tests {
         let found = classify(&snap, &rules(), &tracked);
         assert_eq!(pids(&found), vec![11]);
         assert_eq!(found[0].reasons, vec![Reason::Untracked]);
+    }
+
+    #[test]
+    fn another_service_running_the_same_program_is_not_an_orphan_unless_it_holds_our_paths() {
+        let cg = "/user.slice/user-0.slice/user@0.service/app.slice/echo.service";
+        let mut other_unit = process(20, 9, &["/bin/echod"], "echod");
+        other_unit.detail.as_mut().unwrap().cgroup_v2 =
+            Some("/user.slice/user-0.slice/user@0.service/app.slice/echo-b.service".into());
+        let mut in_a_shell = process(21, 9, &["/bin/echod"], "echod");
+        in_a_shell.detail.as_mut().unwrap().cgroup_v2 =
+            Some("/user.slice/user-0.slice/session-2.scope".into());
+        let mut in_the_manager = process(22, 9, &["/bin/echod"], "echod");
+        in_the_manager.detail.as_mut().unwrap().cgroup_v2 =
+            Some("/user.slice/user-0.slice/user@0.service/init.scope".into());
+        let snap = snapshot(vec![other_unit, in_a_shell, in_the_manager]);
+        let tracked = Tracked {
+            control_group: Some(cg.to_owned()),
+            ..Tracked::default()
+        };
+        assert_eq!(pids(&classify(&snap, &rules(), &tracked)), vec![21, 22]);
+        assert_eq!(
+            service_unit_of("/a.slice/b.service/worker"),
+            Some("b.service")
+        );
+        assert_eq!(
+            service_unit_of("/user.slice/user-0.slice/user@0.service"),
+            None
+        );
+        assert_eq!(
+            service_unit_of("/user.slice/user-0.slice/session-1.scope"),
+            None
+        );
     }
 
     #[test]
