@@ -843,6 +843,63 @@ fn exec_applies_the_on_start_policy() {
     );
 }
 
+/// Off-init with the watcher (the default), `report` runs in the watcher
+/// once the daemon runs: the findings still reach exec's stderr while the
+/// daemon (exec's own pid) runs; a start that finds the service running
+/// starts nothing and reports nothing.
+#[test]
+fn exec_reports_orphans_from_the_watcher() {
+    let mut case = Case::new();
+    let runtime = case.path("rt");
+    std::fs::create_dir_all(&runtime).unwrap();
+    case.manifest("on-start = \"report\"\n", "");
+    let copy = case.spawn_orphan(&[], &[]);
+    let exec = |case: &Case, command: &[&str]| {
+        let mut cmd = initkit();
+        cmd.args(["exec", "--manifest"])
+            .arg(case.path("manifest.toml"))
+            .arg("--")
+            .args(command)
+            .env("HOME", case.dir.path())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID");
+        cmd
+    };
+
+    // The daemon prints its pid and lives 30 s; the report comes meanwhile.
+    let mut first = exec(&case, &["/bin/sh", "-c", "echo $$; exec sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let daemon = first.id();
+    let mut stderr = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains(&format!("orphan pid {}", copy.pid)),
+        "the watcher reports the copy: {line:?}"
+    );
+    let mut stdout = String::new();
+    BufReader::new(first.stdout.take().unwrap())
+        .read_line(&mut stdout)
+        .unwrap();
+    assert_eq!(stdout.trim(), daemon.to_string(), "exec kept its pid");
+
+    // A second start finds the first running: no start, no report.
+    let second = run(&mut exec(&case, &["/bin/true"]));
+    let text = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{text}");
+    assert!(text.contains("already running"), "{text}");
+    assert!(!text.contains("orphan pid"), "{text}");
+
+    // SAFETY: kill(2) on the daemon this test started (exec kept the pid).
+    unsafe { libc::kill(i32::try_from(daemon).unwrap(), libc::SIGTERM) };
+    let _ = first.wait();
+    assert!(copy.alive(), "report only reports");
+}
+
 /// Case 1 with the real example service installed by initkit: a copy of
 /// echo_daemon started by hand (setsid, on its own path) is `reparented`;
 /// `--kill` removes it and the unit's MainPID survives.
