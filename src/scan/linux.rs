@@ -541,6 +541,35 @@ mod tests {
     }
 
     #[test]
+    fn vanished_and_garbled_processes_are_recorded_not_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |pid: &str| {
+            let d = root.path().join(pid);
+            std::fs::create_dir(&d).unwrap();
+            d
+        };
+        dir("10"); // listed, then gone: no stat
+        std::fs::write(dir("11").join("stat"), "garbage").unwrap();
+        let ok = dir("12");
+        std::fs::write(
+            ok.join("stat"),
+            "12 (a b) S 1 12 12 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+        )
+        .unwrap();
+        std::fs::write(ok.join("cmdline"), b"/bin/a b\0x\0").unwrap();
+        let snap = read_with_root(root.path(), &Interest::default()).unwrap();
+        assert_eq!(snap.processes.len(), 1);
+        assert_eq!(snap.processes[0].comm, "a b");
+        assert_eq!(snap.processes[0].start_ticks, 500);
+        assert_eq!(
+            snap.processes[0].argv,
+            vec![OsString::from("/bin/a b"), OsString::from("x")]
+        );
+        assert_eq!(snap.unreadable[0], (10, Unreadable::Vanished));
+        assert!(matches!(snap.unreadable[1], (11, Unreadable::Other(_))));
+    }
+
+    #[test]
     fn sock_diag_sees_a_listener_bound_here() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
