@@ -307,18 +307,7 @@ fn report_in_background(manifest: &Manifest, dirs: &Dirs) {
                 // The lowest priority: the daemon's start comes first.
                 // SAFETY: setpriority on this process only.
                 unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-                if let Ok(null) = std::fs::File::options()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/null")
-                {
-                    // SAFETY: dup2 /dev/null over stdin and stdout of this
-                    // process only; stderr stays for the report.
-                    unsafe {
-                        libc::dup2(null.as_raw_fd(), 0);
-                        libc::dup2(null.as_raw_fd(), 1);
-                    }
-                }
+                null_stdin_stdout();
                 let _ = orphan_precheck(manifest, dirs, own_pid);
                 std::process::exit(0);
             }
@@ -605,17 +594,7 @@ fn spawn_watcher(
                 // SAFETY: closing the inherited listening fds and the lock fd in the child.
                 unsafe { libc::close(fd) };
             }
-            if let Ok(null) = std::fs::File::options()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                // SAFETY: dup2 /dev/null over stdin and stdout of the child only.
-                unsafe {
-                    libc::dup2(null.as_raw_fd(), 0);
-                    libc::dup2(null.as_raw_fd(), 1);
-                }
-            }
+            null_stdin_stdout();
             // Live exactly as long as the daemon: a Ctrl-C or a group kill
             // must not take the watcher (and its cleanup) away first.
             for sig in [
@@ -812,6 +791,23 @@ fn budget_exhausted(plan: &Plan, dirs: &Dirs) -> anyhow::Result<bool> {
         );
     }
     Ok(!start)
+}
+
+/// Point stdin and stdout of this (background child) process at /dev/null;
+/// stderr stays, so its reports still reach the user.
+fn null_stdin_stdout() {
+    if let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        // SAFETY: dup2 over fds 0 and 1 of this process only; `null` stays
+        // open for the duration of both calls.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
 }
 
 #[cfg(test)]
