@@ -361,7 +361,19 @@ impl WatchSet {
     /// after the daemon exited: unlink each socket path that still names our
     /// inode and on which nobody listens any more (`ECONNREFUSED`). A daemon
     /// that forked away and still serves the path keeps it.
-    pub fn cleanup_stale_sockets(&self) {
+    ///
+    /// Only while holding the lock (our lock file's inode, taken without
+    /// waiting): a new instance takes the lock before it touches a socket
+    /// path, and between its `bind` and `listen` its fresh socket (which may
+    /// even reuse our old inode number) refuses connections just like a
+    /// stale one. When the lock is held elsewhere (a new instance, or a
+    /// forked-away daemon that kept it), or the lock file is gone or
+    /// replaced, nothing is removed: whoever holds the lock owns the paths.
+    /// Returns whether the cleanup ran.
+    pub fn cleanup_stale_sockets(&self) -> bool {
+        let Some(_lock) = self.try_lock() else {
+            return false;
+        };
         for (path, id) in &self.sockets {
             if matches!(lstat_id(path), Ok(Some(now)) if now == *id)
                 && matches!(probe(path), Ok(Probe::Refused))
@@ -370,6 +382,26 @@ impl WatchSet {
                 let _ = fs::remove_file(path);
             }
         }
+        true
+    }
+
+    /// Our lock file, flocked without waiting; `None` when it is held
+    /// elsewhere, gone, or no longer our inode. Released when dropped.
+    fn try_lock(&self) -> Option<OwnedFd> {
+        let (path, id) = &self.lock;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .ok()?;
+        if FileId::of(&file.metadata().ok()?) != *id {
+            return None;
+        }
+        // SAFETY: flock on an fd this frame owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return None;
+        }
+        Some(OwnedFd::from(file))
     }
 
     /// Unlink each socket path that still names the inode this process bound.
@@ -1003,16 +1035,78 @@ mod tests {
     #[test]
     fn stale_cleanup_keeps_a_path_someone_still_listens_on() {
         let dir = tempfile::tempdir().unwrap();
-        let mut g = won(spec(dir.path()).acquire().unwrap());
-        let mut sockets = g.listeners().unwrap();
-        let listener = sockets.take_unix_listener("control").unwrap();
-        let w = g.hold_until_exit();
+        let parts = won(spec(dir.path()).acquire().unwrap()).into_exec_parts();
+        let (_, listener) = parts.sockets.into_iter().next().unwrap();
+        let w = parts.watch;
+        drop(parts.lock); // the daemon is gone; a forked-away copy still listens
         let sock = dir.path().join("run/x.sock");
-        w.cleanup_stale_sockets();
+        assert!(w.cleanup_stale_sockets());
         assert!(sock.exists(), "still listened on: kept");
         drop(listener);
-        w.cleanup_stale_sockets();
+        assert!(w.cleanup_stale_sockets());
         assert!(!sock.exists(), "nobody listens: removed");
+    }
+
+    /// The race a restart loop hits: the old daemon's watcher cleans up just
+    /// as a new instance has bound the path but not yet called listen (its
+    /// socket refuses connections, and the filesystem may hand it the old
+    /// inode number). The new instance holds the lock, so nothing is removed.
+    #[test]
+    fn stale_cleanup_leaves_paths_alone_while_a_new_instance_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = won(spec(dir.path()).acquire().unwrap()).into_exec_parts();
+        let old = parts.watch;
+        drop(parts.sockets);
+        drop(parts.lock);
+        // The new instance: takes the lock, replaces the stale path, binds,
+        // and has not listened yet.
+        let lock = fs::File::open(dir.path().join("state/x.lock")).unwrap();
+        // SAFETY: flock on an fd this test owns.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let sock = dir.path().join("run/x.sock");
+        fs::remove_file(&sock).unwrap();
+        let fresh = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let addr = nix::sys::socket::UnixAddr::new(&sock).unwrap();
+        nix::sys::socket::bind(fresh.as_raw_fd(), &addr).unwrap();
+        // As if the filesystem reused the inode number: the old watch set
+        // names the fresh inode.
+        let reused = WatchSet {
+            lock: old.lock.clone(),
+            sockets: vec![(sock.clone(), lstat_id(&sock).unwrap().unwrap())],
+        };
+        assert!(
+            !reused.cleanup_stale_sockets(),
+            "the lock is held elsewhere"
+        );
+        assert!(sock.exists(), "a starting instance's path is not removed");
+        drop(lock);
+        assert!(reused.cleanup_stale_sockets());
+        assert!(
+            !sock.exists(),
+            "with the lock free, a refusing path is stale"
+        );
+        drop(fresh);
+    }
+
+    #[test]
+    fn stale_cleanup_needs_our_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = won(spec(dir.path()).acquire().unwrap()).into_exec_parts();
+        let w = parts.watch;
+        drop(parts.sockets);
+        drop(parts.lock);
+        let lock = dir.path().join("state/x.lock");
+        // Created while ours still exists, so it cannot reuse our inode.
+        fs::write(dir.path().join("state/new.lock"), "").unwrap();
+        fs::rename(dir.path().join("state/new.lock"), &lock).unwrap();
+        assert!(!w.cleanup_stale_sockets(), "another lock file: not ours");
+        assert!(dir.path().join("run/x.sock").exists());
     }
 
     #[test]

@@ -83,10 +83,27 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
         Err(err) => {
-            eprintln!("initkit: error: {err:#}");
+            eprintln!("initkit: error: {}", chain(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// `err` and its causes, `: `-separated, like `{err:#}`, except that a cause
+/// whose text the message already includes is not repeated (the library's
+/// errors show their OS error and also return it as their source).
+pub fn chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 /// The command line. `initkit exec` is on every daemon start, so it builds
@@ -174,6 +191,30 @@ pub fn launchd_target(home: Option<&std::path::Path>) -> initkit::render::launch
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn error_chain_does_not_repeat_a_cause_the_message_shows() {
+        use initkit::activation::guard::GuardError;
+        let bind = GuardError::Bind {
+            name: "control".into(),
+            path: "/run/x.sock".into(),
+            call: "stat",
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(std::error::Error::source(&bind).is_some());
+        let err = anyhow::Error::new(bind).context("single-instance guard");
+        assert_eq!(
+            chain(&err),
+            "single-instance guard: stat for socket \"control\" at /run/x.sock: No such file or directory (os error 2)"
+        );
+        // A cause the message does not show is kept.
+        let err = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
+            .context("cannot read manifest m.toml");
+        assert_eq!(
+            chain(&err),
+            "cannot read manifest m.toml: Permission denied (os error 13)"
+        );
+    }
 
     /// The fast `exec` parser renders the same help and version as the full
     /// parser's `exec`, and parses the same way.
