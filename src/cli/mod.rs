@@ -106,13 +106,20 @@ pub fn chain(err: &anyhow::Error) -> String {
     text
 }
 
-/// The command line. `initkit exec` is on every daemon start, so it builds
-/// only its own parser (the full one builds every subcommand's, a quarter of
-/// a millisecond); [`exec_command`] gives it the same name, help, version
-/// and errors as the full parser's `exec`.
+/// The command line. `initkit exec` is on every daemon start: its common
+/// forms are parsed without clap ([`exec::Args::fast`]), the rest by its own
+/// parser alone (the full one builds every subcommand's, a quarter of a
+/// millisecond); [`exec_command`] gives it the same name, help, version and
+/// errors as the full parser's `exec`.
 fn parse() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        if let Some(args) = exec::Args::fast(&argv) {
+            return Cli {
+                command: Command::Exec(args),
+            };
+        }
         let matches = exec_command().get_matches_from(std::env::args_os().skip(1));
         match exec::Args::from_arg_matches(&matches) {
             Ok(args) => {
@@ -214,6 +221,82 @@ mod tests {
             chain(&err),
             "cannot read manifest m.toml: Permission denied (os error 13)"
         );
+    }
+
+    fn clap_exec(argv: &[std::ffi::OsString]) -> Option<String> {
+        use clap::FromArgMatches;
+        let matches = exec_command()
+            .try_get_matches_from(std::iter::once("exec".into()).chain(argv.iter().cloned()))
+            .ok()?;
+        Some(format!(
+            "{:?}",
+            exec::Args::from_arg_matches(&matches).ok()?
+        ))
+    }
+
+    fn os(words: &[&str]) -> Vec<std::ffi::OsString> {
+        words.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    /// How daemons are started (units, plists, docs, tests): parsed without clap.
+    #[test]
+    fn common_exec_lines_take_the_fast_path_and_parse_as_clap_does() {
+        for argv in [
+            &["--manifest", "/etc/initkit/echo.toml"][..],
+            &["--manifest=m.toml", "--", "/bin/true"],
+            &["echo"],
+            &["echo", "--failure-budget"],
+            &[
+                "--watch-interval",
+                "0",
+                "--manifest",
+                "m.toml",
+                "--",
+                "/bin/x",
+                "-v",
+                "--",
+            ],
+            &["--watch-interval=2.5", "--failure-budget", "echo", "--"],
+        ] {
+            let argv = os(argv);
+            let fast = exec::Args::fast(&argv).map(|a| format!("{a:?}"));
+            assert!(fast.is_some(), "{argv:?} should take the fast path");
+            assert_eq!(fast, clap_exec(&argv), "{argv:?}");
+        }
+        // Not fast: left to clap, for its help, version and errors.
+        for argv in [
+            &["--help"][..],
+            &["-V"],
+            &[],
+            &["--manifest", "m.toml", "echo"],
+            &["--manifest", "--", "/bin/true"],
+            &["--manifest=", "x"],
+            &["--watch-interval", "soon", "echo"],
+            &["--failure-budget=yes", "echo"],
+            &["echo", "--manifest", "a", "--manifest", "b"],
+            &["echo", "other"],
+            &["--bogus", "echo"],
+        ] {
+            assert!(exec::Args::fast(&os(argv)).is_none(), "{argv:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the fast path accepts, clap accepts and parses the same.
+        #[test]
+        fn fast_exec_parse_never_disagrees_with_clap(
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "--manifest", "--manifest=m.toml", "m.toml", "--failure-budget",
+                "--failure-budget=1", "--watch-interval", "--watch-interval=1e-3", "0.5",
+                "-1", "nan", "", "-", "--", "-h", "--help", "-V", "echo", "a=b", "--bogus",
+                "/bin/x", "-v",
+            ]), 0..8)
+        ) {
+            let argv = os(&words);
+            if let Some(fast) = exec::Args::fast(&argv) {
+                proptest::prop_assert_eq!(Some(format!("{fast:?}")), clap_exec(&argv), "{:?}", words);
+            }
+        }
     }
 
     /// The fast `exec` parser renders the same help and version as the full
