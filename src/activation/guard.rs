@@ -386,7 +386,8 @@ impl WatchSet {
     }
 
     /// Our lock file, flocked without waiting; `None` when it is held
-    /// elsewhere, gone, or no longer our inode. Released when dropped.
+    /// elsewhere, gone, or no longer our inode (checked again once locked,
+    /// as [`GuardSpec::acquire`] does). Released when dropped.
     fn try_lock(&self) -> Option<OwnedFd> {
         let (path, id) = &self.lock;
         let file = fs::OpenOptions::new()
@@ -397,11 +398,8 @@ impl WatchSet {
         if FileId::of(&file.metadata().ok()?) != *id {
             return None;
         }
-        // SAFETY: flock on an fd this frame owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return None;
-        }
-        Some(OwnedFd::from(file))
+        flock_nb(&file).ok()?;
+        (lstat_id(path).ok().flatten() == Some(*id)).then(|| OwnedFd::from(file))
     }
 
     /// Unlink each socket path that still names the inode this process bound.
@@ -731,9 +729,7 @@ impl GuardSpec {
                     path: self.lock.clone(),
                 });
             }
-            // SAFETY: flock on an fd this frame owns.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = flock_nb(&file) {
                 if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                     return Ok(Err(Running {
                         pid: read_pid(&mut file),
@@ -858,6 +854,16 @@ impl GuardSpec {
         Err(GuardError::Unstable {
             path: spec.path.clone(),
         })
+    }
+}
+
+/// An exclusive flock without waiting (`EWOULDBLOCK` when held elsewhere).
+fn flock_nb(file: &fs::File) -> io::Result<()> {
+    // SAFETY: flock on an fd the caller's `File` owns for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -1032,6 +1038,15 @@ mod tests {
         assert!(err.contains("it is a symlink"), "{err}");
     }
 
+    /// A won instance whose daemon has exited: its sockets and lock closed,
+    /// the paths left behind. Returns what its watcher watches.
+    fn exited(dir: &Path) -> WatchSet {
+        let parts = won(spec(dir).acquire().unwrap()).into_exec_parts();
+        drop(parts.sockets);
+        drop(parts.lock);
+        parts.watch
+    }
+
     #[test]
     fn stale_cleanup_keeps_a_path_someone_still_listens_on() {
         let dir = tempfile::tempdir().unwrap();
@@ -1054,10 +1069,7 @@ mod tests {
     #[test]
     fn stale_cleanup_leaves_paths_alone_while_a_new_instance_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let parts = won(spec(dir.path()).acquire().unwrap()).into_exec_parts();
-        let old = parts.watch;
-        drop(parts.sockets);
-        drop(parts.lock);
+        let old = exited(dir.path());
         // The new instance: takes the lock, replaces the stale path, binds,
         // and has not listened yet.
         let lock = fs::File::open(dir.path().join("state/x.lock")).unwrap();
@@ -1097,10 +1109,7 @@ mod tests {
     #[test]
     fn stale_cleanup_needs_our_lock_file() {
         let dir = tempfile::tempdir().unwrap();
-        let parts = won(spec(dir.path()).acquire().unwrap()).into_exec_parts();
-        let w = parts.watch;
-        drop(parts.sockets);
-        drop(parts.lock);
+        let w = exited(dir.path());
         let lock = dir.path().join("state/x.lock");
         // Created while ours still exists, so it cannot reuse our inode.
         fs::write(dir.path().join("state/new.lock"), "").unwrap();

@@ -401,7 +401,10 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Outcome> {
                 status.orphans = Some(serde_json::to_value(&findings)?);
             }
         }
-        Err(e) => eprintln!("initkit: warning: orphans not checked: {e:#}"),
+        Err(e) => eprintln!(
+            "initkit: warning: orphans not checked: {}",
+            super::chain(&e)
+        ),
     }
     if args.json {
         let report = StatusReport {
