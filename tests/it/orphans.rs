@@ -100,6 +100,18 @@ impl Case {
         self.dir.path().join(rel)
     }
 
+    /// The example daemon through a symlink in this case's directory. The
+    /// default orphan rule matches argv[0], so this test's daemons are not
+    /// the orphans of another test running at the same time (nor the other
+    /// way round).
+    fn echo(&self) -> PathBuf {
+        let link = self.path("echo_daemon");
+        if !link.exists() {
+            std::os::unix::fs::symlink(echo_daemon(), &link).unwrap();
+        }
+        link
+    }
+
     /// Write the manifest; `extra` is appended (e.g. a `[[socket]]`).
     fn manifest(&self, orphans_extra: &str, extra: &str) -> PathBuf {
         let path = self.path("manifest.toml");
@@ -909,7 +921,7 @@ fn hand_started_copy_of_the_installed_example_service() {
         return;
     };
     let case = Case::new();
-    let echo = echo_daemon();
+    let echo = case.echo();
     let socket = case.path("echo.sock");
     let manifest = case.path("echo.toml");
     std::fs::write(
@@ -972,7 +984,7 @@ fn hand_started_copy_of_the_installed_example_service() {
 #[test]
 fn off_init_the_guarded_instance_is_tracked_and_a_copy_is_not() {
     let case = Case::new();
-    let echo = echo_daemon();
+    let echo = case.echo();
     let runtime = case.path("rt");
     std::fs::create_dir_all(&runtime).unwrap();
     let socket = case.path("echo.sock");
