@@ -3,8 +3,6 @@
 //! Exit codes are part of the interface: 0 ok, 1 findings (drift, verification
 //! failures, orphans), 2 error.
 
-use std::process::ExitCode;
-
 use clap::{Parser, Subcommand};
 
 mod exec;
@@ -62,7 +60,8 @@ enum Command {
     Man,
 }
 
-pub fn main() -> ExitCode {
+/// Run the command line; returns the exit code (0 ok, 1 findings, 2 error).
+pub fn main() -> u8 {
     let cli = parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(&args),
@@ -80,11 +79,11 @@ pub fn main() -> ExitCode {
         Command::Man => manual::man(),
     };
     match result {
-        Ok(Outcome::Ok) => ExitCode::SUCCESS,
-        Ok(Outcome::Findings) => ExitCode::from(1),
+        Ok(Outcome::Ok) => 0,
+        Ok(Outcome::Findings) => 1,
         Err(err) => {
             eprintln!("initkit: error: {}", chain(&err));
-            ExitCode::from(2)
+            2
         }
     }
 }

@@ -898,6 +898,42 @@ fn without_cmd_exec_runs_the_manifest_command_environment_and_directory() {
     );
 }
 
+/// Started with fds 0 and 1 closed, `initkit exec` first opens them on
+/// /dev/null, as std's runtime would (the binary has its own start-up, see
+/// src/main.rs): the daemon's stdin and stdout are /dev/null, not the lock
+/// file or a socket, and its socket is at fd 3.
+#[test]
+fn closed_stdin_and_stdout_become_dev_null_for_the_daemon() {
+    use std::os::unix::process::CommandExt;
+    let sb = Sandbox::new();
+    let m = sb.manifest("");
+    let report = sb.path("fds");
+    // Read in a subshell: the shell applies `> file` to its own fd 1 first.
+    let script = "fds=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/3); echo \"$fds\" >\"$1\"";
+    let argv = [
+        Path::new("/bin/sh"),
+        Path::new("-c"),
+        Path::new(script),
+        Path::new("sh"),
+        &report,
+    ];
+    let mut cmd = sb.exec(&m, &["--watch-interval", "0"], &argv);
+    // SAFETY: only close(2), in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(0);
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let (code, err) = finish(&mut cmd, 10.0);
+    assert_eq!(code, Some(0), "{err}");
+    let fds = std::fs::read_to_string(&report).unwrap();
+    let fds: Vec<&str> = fds.lines().collect();
+    assert_eq!(fds[..2], ["/dev/null", "/dev/null"], "{fds:?}");
+    assert!(fds[2].starts_with("socket:["), "{fds:?}");
+}
+
 #[test]
 fn system_scope_off_init_runs_the_daemon_as_the_manifest_user() {
     // SAFETY: geteuid has no preconditions.
