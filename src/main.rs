@@ -10,9 +10,15 @@
 //!   on the main thread ends in a plain SIGSEGV instead of Rust's message. A
 //!   panic still prints its message and exits 101 (the thread shows as
 //!   `<unnamed>`).
+//! - **Static unwinder.** On GNU/Linux, build.rs links libgcc's unwinder
+//!   (libgcc_eh.a) into the binary, so libgcc_s.so.1 is not loaded at start.
 #![cfg_attr(not(test), no_main)]
 
 mod cli;
+
+#[cfg(initkit_static_unwinder)]
+#[link(name = "gcc_eh", kind = "static")]
+extern "C" {}
 
 // Under `cargo test` the harness supplies the entry point and this `main`
 // only keeps the command reachable, like an ordinary `fn main`.
