@@ -438,6 +438,17 @@ impl<R: Runner> ServiceManager for Launchd<R> {
         )
     }
 
+    /// The only file is `<label>.plist`, so a stale one means the label
+    /// changed: boot the job out under its old label.
+    fn retire_steps(&self, previous: &Manifest, stale: &[PathBuf]) -> Vec<Step> {
+        if stale.is_empty() {
+            return Vec::new();
+        }
+        vec![Step::Bootout {
+            target: self.target(previous),
+        }]
+    }
+
     fn start_steps(&self, m: &Manifest) -> Vec<Step> {
         let target = self.target(m);
         let mut steps = vec![
@@ -771,6 +782,20 @@ mod tests {
             "launchctl bootstrap gui/501 /Users/u/Library/LaunchAgents/org.example.echo.plist: exit status 5: Bootstrap failed: 5: Input/output error"
         );
         assert_eq!(fake.calls.borrow().len(), 4, "exactly one retry");
+    }
+
+    #[test]
+    fn reinstall_under_a_new_label_boots_out_the_old_one() {
+        let fake = Fake::new(Vec::new());
+        let l = Launchd::with_runner(Scope::User, Domain::Gui(501), "/Users/u".into(), &fake);
+        let old = PathBuf::from("/Users/u/Library/LaunchAgents/org.example.echo.plist");
+        assert_eq!(l.retire_steps(&manifest(), &[]), []);
+        let shown: Vec<String> = l
+            .retire_steps(&manifest(), &[old])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["launchctl bootout gui/501/org.example.echo"]);
     }
 
     #[test]

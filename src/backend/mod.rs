@@ -256,6 +256,12 @@ pub trait ServiceManager {
         files: &[PathBuf],
     ) -> (Vec<Self::Step>, Vec<Self::Step>);
 
+    /// Reinstall: `stale` are files the previous install (of `previous`)
+    /// wrote that the new render no longer has (a dropped socket, a renamed
+    /// label). Run before they are removed, so what they define is stopped
+    /// and disabled, not left loaded, listening or enabled without a file.
+    fn retire_steps(&self, previous: &Manifest, stale: &[PathBuf]) -> Vec<Self::Step>;
+
     fn start_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;
     fn stop_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;
     fn restart_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;

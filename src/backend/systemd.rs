@@ -552,12 +552,34 @@ impl ServiceManager for Systemd {
         steps
     }
 
+    /// Stops every unit of the manifest and any other unit among the
+    /// recorded files (one a failed reinstall could not retire), entry units
+    /// before the service.
     fn uninstall_steps(&self, m: &Manifest, files: &[PathBuf]) -> (Vec<Step>, Vec<Step>) {
-        let mut before: Vec<Step> = units(m).into_iter().map(Step::Stop).collect();
+        let ours = units(m);
+        let mut all: Vec<String> = unit_names(files)
+            .into_iter()
+            .filter(|u| !ours.contains(u))
+            .collect();
+        all.extend(ours);
+        let mut before: Vec<Step> = all.iter().cloned().map(Step::Stop).collect();
         before.push(Step::Disable(unit_names(files)));
         // Failed units stay loaded until reset; the reload then drops them.
-        let after = vec![Step::ResetFailed(units(m)), Step::Reload];
+        let after = vec![Step::ResetFailed(all), Step::Reload];
         (before, after)
+    }
+
+    /// Stop, disable and reset the units whose files are going; the install
+    /// steps that follow reload the manager, which then forgets them.
+    fn retire_steps(&self, _previous: &Manifest, stale: &[PathBuf]) -> Vec<Step> {
+        let names = unit_names(stale);
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let mut steps: Vec<Step> = names.iter().cloned().map(Step::Stop).collect();
+        steps.push(Step::Disable(names.clone()));
+        steps.push(Step::ResetFailed(names));
+        steps
     }
 
     /// `start` means "I want it running now": the failed state and start
@@ -767,6 +789,56 @@ mod tests {
             ]))
         );
         assert_eq!(after.last(), Some(&Step::Reload));
+    }
+
+    #[test]
+    fn reinstall_retires_the_units_it_no_longer_renders() {
+        let sd = Systemd::new(Scope::System).unwrap();
+        // two sockets became one: echo-a/echo-b.socket go, echo.socket comes
+        let old = manifest(
+            "[[socket]]\nname = \"a\"\nlisten = \"unix:/run/a.sock\"\n\
+             [[socket]]\nname = \"b\"\nlisten = \"unix:/run/b.sock\"\n",
+        );
+        let stale = [
+            PathBuf::from("/etc/systemd/system/echo-a.socket"),
+            PathBuf::from("/etc/systemd/system/echo-b.socket"),
+        ];
+        assert_eq!(sd.retire_steps(&old, &[]), []);
+        let names = vec!["echo-a.socket".to_owned(), "echo-b.socket".to_owned()];
+        assert_eq!(
+            sd.retire_steps(&old, &stale),
+            [
+                Step::Stop("echo-a.socket".into()),
+                Step::Stop("echo-b.socket".into()),
+                Step::Disable(names.clone()),
+                Step::ResetFailed(names),
+            ]
+        );
+        // A record that still lists them (retirement failed): uninstall
+        // stops them too, before the service.
+        let new = manifest("[[socket]]\nlisten = \"unix:/run/a.sock\"\n");
+        let mut files = vec![
+            PathBuf::from("/etc/systemd/system/echo.service"),
+            PathBuf::from("/etc/systemd/system/echo.socket"),
+        ];
+        files.extend(stale);
+        let (before, _) = sd.uninstall_steps(&new, &files);
+        let stops: Vec<&str> = before
+            .iter()
+            .filter_map(|s| match s {
+                Step::Stop(u) => Some(u.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            stops,
+            [
+                "echo-a.socket",
+                "echo-b.socket",
+                "echo.socket",
+                "echo.service"
+            ]
+        );
     }
 
     #[test]

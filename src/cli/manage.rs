@@ -239,12 +239,30 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
     }
     let paths: Vec<PathBuf> = plan.files.iter().map(|(p, _)| p.clone()).collect();
     let steps = plan.backend.install_steps(m, &paths, plan.start);
+    // Reinstall: what the previous install wrote and this one does not.
+    let previous = registry::get(scope, &m.name)?;
+    let stale: Vec<PathBuf> = previous
+        .iter()
+        .flat_map(|prev| prev.files.iter())
+        .filter(|f| !paths.contains(f))
+        .cloned()
+        .collect();
+    let retire = match &previous {
+        Some(prev) => plan.backend.retire_steps(&prev.manifest, &stale),
+        None => Vec::new(),
+    };
     if plan.dry_run {
         for (path, contents) in &plan.files {
             println!("would write {} (mode 0644):", path.display());
             for line in contents.lines() {
                 println!("    {line}");
             }
+        }
+        for step in &retire {
+            println!("would {step}");
+        }
+        for path in &stale {
+            println!("would remove {} (no longer rendered)", path.display());
         }
         if let Ok(dir) = registry::dir(scope) {
             println!(
@@ -277,32 +295,38 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
     plan.backend.connect()?;
     let dir = plan.backend.unit_dir();
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let previous = registry::get(scope, &m.name)?;
     for (path, contents) in &plan.files {
         initkit::fsutil::write_atomic(path, contents.as_bytes(), 0o644)
             .with_context(|| format!("write {}", path.display()))?;
         println!("wrote {}", path.display());
     }
-    if let Some(prev) = previous {
-        for stale in prev.files.iter().filter(|f| !paths.contains(f)) {
-            eprintln!(
-                "initkit: warning: {} was installed before but is no longer rendered; `initkit uninstall {}` before reinstalling removes it",
-                stale.display(),
-                m.name
-            );
+    let record = |files: Vec<PathBuf>| {
+        registry::save_in(
+            &registry::dir(scope)?,
+            &Installed {
+                name: m.name.clone(),
+                scope,
+                manifest: m.clone(),
+                manifest_source: plan.source.clone(),
+                manifest_path: plan.manifest_path.clone(),
+                files,
+            },
+        )
+    };
+    if !stale.is_empty() {
+        // Recorded first, so a failure below leaves every file initkit wrote
+        // known to `initkit uninstall`.
+        record(paths.iter().chain(&stale).cloned().collect())?;
+        perform_all(&plan.backend, &m.name, &retire)?;
+        for file in &stale {
+            match std::fs::remove_file(file) {
+                Ok(()) => println!("removed {} (no longer rendered)", file.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("remove {}", file.display())),
+            }
         }
     }
-    registry::save_in(
-        &registry::dir(scope)?,
-        &Installed {
-            name: m.name.clone(),
-            scope,
-            manifest: m.clone(),
-            manifest_source: plan.source.clone(),
-            manifest_path: plan.manifest_path.clone(),
-            files: paths,
-        },
-    )?;
+    record(paths)?;
     perform_all(&plan.backend, &m.name, &steps)?;
     println!("installed {} ({} scope)", m.name, scope.as_str());
     Ok(Outcome::Ok)

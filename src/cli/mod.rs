@@ -39,6 +39,10 @@ enum Command {
     /// Run a daemon under the manifest's rules: pass sockets through, or guard a single instance off-init
     Exec(exec::Args),
     /// Render and install a manifest into the service manager, then enable and start it
+    ///
+    /// Installing again over an initkit install updates the files; units it
+    /// no longer renders (a dropped or renamed socket, a changed launchd
+    /// label) are stopped, disabled and removed.
     Install(manage::InstallArgs),
     /// Stop, disable and remove a service that initkit installed
     Uninstall(manage::NameArgs),

@@ -630,6 +630,109 @@ fn several_sockets_each_get_a_unit_that_start_and_stop_act_on() {
     }
 }
 
+/// Two sockets become one on reinstall: the unit names change
+/// (`NAME-a.socket`, `NAME-b.socket` → `NAME.socket`) and the new unit takes
+/// over socket a's address. The old units are stopped (and with them the
+/// daemon that held their fds), disabled and their files removed before the
+/// new socket starts; nothing of them stays loaded, listening or recorded.
+#[test]
+fn reinstall_retires_the_socket_units_it_no_longer_renders() {
+    let Some(mgr) = user_manager() else { return };
+    let daemon = echo_daemon();
+    let two = |name: &str| {
+        format!(
+            "name = \"{name}\"\ncommand = [{daemon:?}]\nreadiness = \"notify\"\n\
+             [[socket]]\nname = \"a\"\nlisten = \"unix:{{runtime}}/{name}-a.sock\"\n\
+             [[socket]]\nname = \"b\"\nlisten = \"unix:{{runtime}}/{name}-b.sock\"\n"
+        )
+    };
+    let svc = Service::with_manifest(&mgr, "reinst", two);
+    ok(&svc.install());
+    let a = mgr.runtime_dir.join(format!("{}-a.sock", svc.name));
+    let b = mgr.runtime_dir.join(format!("{}-b.sock", svc.name));
+    let old_pid = ping(&a).expect("socket a answers");
+    let old_units = [
+        format!("{}-a.socket", svc.name),
+        format!("{}-b.socket", svc.name),
+    ];
+
+    std::fs::write(
+        svc.manifest(),
+        format!(
+            "name = \"{0}\"\ncommand = [{daemon:?}]\nreadiness = \"notify\"\n\
+             [[socket]]\nname = \"a\"\nlisten = \"unix:{{runtime}}/{0}-a.sock\"\n",
+            svc.name
+        ),
+    )
+    .unwrap();
+    let dry = svc.ik(&["install", "--dry-run", svc.manifest().to_str().unwrap()]);
+    ok(&dry);
+    for unit in &old_units {
+        let shown = String::from_utf8_lossy(&dry.stdout);
+        assert!(
+            shown.contains(&format!("would stop {unit}")),
+            "{}",
+            text(&dry)
+        );
+        assert!(shown.contains("(no longer rendered)"), "{}", text(&dry));
+        assert_eq!(mgr.prop(unit, "ActiveState"), "active", "dry run: {unit}");
+    }
+    for unit in &old_units {
+        assert!(
+            unit_dir().join(unit).exists(),
+            "dry run removed nothing: {unit}"
+        );
+    }
+
+    let out = svc.install();
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for unit in &old_units {
+        assert!(stdout.contains(&format!("stop {unit}")), "{}", text(&out));
+        assert!(
+            stdout.contains(&format!(
+                "{} (no longer rendered)",
+                unit_dir().join(unit).display()
+            )),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(mgr.prop(unit, "LoadState"), "not-found", "{unit}");
+        assert!(!unit_dir().join(unit).exists(), "{unit} removed");
+    }
+    let mut files = svc.files_in_unit_dir();
+    files.sort();
+    assert_eq!(files, [svc.unit("service"), svc.unit("socket")]);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(registry_record(&svc.name)).unwrap()).unwrap();
+    assert_eq!(
+        record["files"].as_array().map(Vec::len),
+        Some(2),
+        "the record lists the new files only: {record}"
+    );
+    assert_eq!(svc.prop("socket", "ActiveState"), "active");
+    assert!(
+        wait_until(10.0, || !Path::new(&format!("/proc/{old_pid}")).exists()),
+        "the daemon holding the old sockets was stopped with them"
+    );
+    let new_pid = ping(&a).expect("the new socket unit serves socket a's address");
+    assert_ne!(new_pid, old_pid);
+    assert_eq!(svc.prop("service", "MainPID"), new_pid.to_string());
+    // systemd removes the socket file on stop (RemoveOnStop=yes)
+    let gone = ping(&b).map_err(|e| e.kind());
+    assert!(
+        matches!(
+            gone,
+            Err(ErrorKind::NotFound | ErrorKind::ConnectionRefused)
+        ),
+        "nothing listens on the dropped socket b: {gone:?}"
+    );
+    let (code, _) = svc.status_json();
+    assert_eq!(code, Some(0));
+    ok(&svc.ik(&["uninstall", &svc.name]));
+    assert_eq!(svc.files_in_unit_dir(), Vec::<String>::new());
+}
+
 #[test]
 fn scheduled_job_installs_and_starts_its_timer() {
     let Some(mgr) = user_manager() else { return };
