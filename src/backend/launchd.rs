@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::runner::{check, CommandError, CommandOutput, Runner, System};
-use super::{BackendError, ManagerView, ServiceManager, ServiceStatus, UnitState};
+use super::{BackendError, ManagerView, Rewrite, ServiceManager, ServiceStatus, UnitState};
 use crate::dirs::Dirs;
 use crate::manifest::{Listen, Manifest, Output, Scope};
 use crate::render::{RenderError, Rendered};
@@ -439,14 +439,21 @@ impl<R: Runner> ServiceManager for Launchd<R> {
     }
 
     /// The only file is `<label>.plist`, so a stale one means the label
-    /// changed: boot the job out under its old label.
-    fn retire_steps(&self, previous: &Manifest, stale: &[PathBuf]) -> Vec<Step> {
-        if stale.is_empty() {
-            return Vec::new();
+    /// changed: boot the job out under its old label. A rewritten plist needs
+    /// nothing here: bootstrapping over the loaded job replaces it (see
+    /// [`Step::Bootstrap`]).
+    fn prepare_steps(
+        &self,
+        previous: Option<&Manifest>,
+        stale: &[PathBuf],
+        _rewrites: &[Rewrite<'_>],
+    ) -> Vec<Step> {
+        match previous {
+            Some(previous) if !stale.is_empty() => vec![Step::Bootout {
+                target: self.target(previous),
+            }],
+            _ => Vec::new(),
         }
-        vec![Step::Bootout {
-            target: self.target(previous),
-        }]
     }
 
     fn start_steps(&self, m: &Manifest) -> Vec<Step> {
@@ -789,9 +796,10 @@ mod tests {
         let fake = Fake::new(Vec::new());
         let l = Launchd::with_runner(Scope::User, Domain::Gui(501), "/Users/u".into(), &fake);
         let old = PathBuf::from("/Users/u/Library/LaunchAgents/org.example.echo.plist");
-        assert_eq!(l.retire_steps(&manifest(), &[]), []);
+        assert_eq!(l.prepare_steps(Some(&manifest()), &[], &[]), []);
+        assert_eq!(l.prepare_steps(None, std::slice::from_ref(&old), &[]), []);
         let shown: Vec<String> = l
-            .retire_steps(&manifest(), &[old])
+            .prepare_steps(Some(&manifest()), &[old], &[])
             .iter()
             .map(ToString::to_string)
             .collect();

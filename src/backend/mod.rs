@@ -33,6 +33,14 @@ pub mod registry;
 pub mod runner;
 pub mod systemd;
 
+/// A file an install replaces with different contents.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite<'a> {
+    pub path: &'a Path,
+    pub old: &'a str,
+    pub new: &'a str,
+}
+
 #[cfg(not(any(target_os = "macos", initkit_check_macos)))]
 pub use systemd::Systemd as Native;
 
@@ -256,11 +264,17 @@ pub trait ServiceManager {
         files: &[PathBuf],
     ) -> (Vec<Self::Step>, Vec<Self::Step>);
 
-    /// Reinstall: `stale` are files the previous install (of `previous`)
-    /// wrote that the new render no longer has (a dropped socket, a renamed
-    /// label). Run before they are removed, so what they define is stopped
-    /// and disabled, not left loaded, listening or enabled without a file.
-    fn retire_steps(&self, previous: &Manifest, stale: &[PathBuf]) -> Vec<Self::Step>;
+    /// Reinstall, after the new files are written and before the manager
+    /// loads them (so what it stops is stopped by its old definition):
+    /// retire what the previous install (of `previous`) wrote and this one
+    /// no longer renders (`stale`: a dropped socket, a renamed label), and
+    /// stop what `rewrites` change in a way loading does not apply.
+    fn prepare_steps(
+        &self,
+        previous: Option<&Manifest>,
+        stale: &[PathBuf],
+        rewrites: &[Rewrite<'_>],
+    ) -> Vec<Self::Step>;
 
     fn start_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;
     fn stop_steps(&self, manifest: &Manifest) -> Vec<Self::Step>;

@@ -20,7 +20,9 @@ use zbus::blocking::Connection;
 use zbus::zvariant::OwnedObjectPath;
 
 use super::dbus::{ManagerProxy, UnitPropertiesProxy};
-use super::{thrash_reason, BackendError, ManagerView, ServiceManager, ServiceStatus, UnitState};
+use super::{
+    thrash_reason, BackendError, ManagerView, Rewrite, ServiceManager, ServiceStatus, UnitState,
+};
 use crate::dirs::{Dirs, DirsError};
 use crate::manifest::{Manifest, Scope};
 use crate::render::{RenderError, Rendered};
@@ -112,6 +114,22 @@ fn unit_names(files: &[PathBuf]) -> Vec<String> {
         .filter_map(|f| f.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .collect()
+}
+
+/// The lines of one `[name]` section of a unit file, comments and blank
+/// lines left out. Pure.
+fn section<'a>(unit: &'a str, name: &str) -> Vec<&'a str> {
+    let header = format!("[{name}]");
+    let mut inside = false;
+    let mut lines = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == header;
+        } else if inside && !line.is_empty() && !line.starts_with(['#', ';']) {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 /// The units of a manifest: entry (socket or timer) first, then the service.
@@ -569,16 +587,36 @@ impl ServiceManager for Systemd {
         (before, after)
     }
 
-    /// Stop, disable and reset the units whose files are going; the install
-    /// steps that follow reload the manager, which then forgets them.
-    fn retire_steps(&self, _previous: &Manifest, stale: &[PathBuf]) -> Vec<Step> {
-        let names = unit_names(stale);
-        if names.is_empty() {
-            return Vec::new();
+    /// Stops, disables and resets the units whose files are going (the
+    /// reload that follows makes the manager forget them), and stops each
+    /// socket unit whose `[Socket]` section changed: on reload systemd keeps
+    /// the fds it bound, so a new address would not be listened on until the
+    /// socket restarts. Stopped now, under its old definition, systemd
+    /// removes the old socket file (`RemoveOnStop=`) and stops the service
+    /// that `Requires=` it; the install's start then binds the new address.
+    fn prepare_steps(
+        &self,
+        _previous: Option<&Manifest>,
+        stale: &[PathBuf],
+        rewrites: &[Rewrite<'_>],
+    ) -> Vec<Step> {
+        let retired = unit_names(stale);
+        let rebind = rewrites
+            .iter()
+            .filter(|r| r.path.extension().is_some_and(|e| e == "socket"))
+            .filter(|r| section(r.old, "Socket") != section(r.new, "Socket"))
+            .filter_map(|r| r.path.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        let mut steps: Vec<Step> = retired
+            .iter()
+            .cloned()
+            .chain(rebind)
+            .map(Step::Stop)
+            .collect();
+        if !retired.is_empty() {
+            steps.push(Step::Disable(retired.clone()));
+            steps.push(Step::ResetFailed(retired));
         }
-        let mut steps: Vec<Step> = names.iter().cloned().map(Step::Stop).collect();
-        steps.push(Step::Disable(names.clone()));
-        steps.push(Step::ResetFailed(names));
         steps
     }
 
@@ -792,6 +830,51 @@ mod tests {
     }
 
     #[test]
+    fn reinstall_stops_a_socket_whose_socket_section_changed() {
+        fn rewrite<'a>(path: &'a Path, old: &'a str, new: &'a str) -> Rewrite<'a> {
+            Rewrite { path, old, new }
+        }
+        let sd = Systemd::new(Scope::System).unwrap();
+        let files = [
+            PathBuf::from("/etc/systemd/system/echo.service"),
+            PathBuf::from("/etc/systemd/system/echo.socket"),
+        ];
+        let unit = |desc: &str, listen: &str| {
+            format!(
+                "# Generated\n[Unit]\nDescription={desc}\n\n[Socket]\nListenStream={listen}\nAccept=no\n\n[Install]\nWantedBy=sockets.target\n"
+            )
+        };
+        let (a, b) = (unit("x", "/run/a.sock"), unit("x", "/run/b.sock"));
+        let renamed = unit("y", "/run/a.sock");
+        let (socket, service) = (files[1].as_path(), files[0].as_path());
+        assert_eq!(
+            sd.prepare_steps(None, &[], &[rewrite(socket, &a, &b)]),
+            [Step::Stop("echo.socket".into())]
+        );
+        assert_eq!(
+            sd.prepare_steps(None, &[], &[rewrite(socket, &a, &renamed)]),
+            [],
+            "only [Socket] changes need new fds"
+        );
+        // a rewritten service is applied by the reload (and the next restart)
+        let exec = rewrite(
+            service,
+            "[Service]\nExecStart=/a\n",
+            "[Service]\nExecStart=/b\n",
+        );
+        assert_eq!(sd.prepare_steps(None, &[], &[exec]), []);
+    }
+
+    #[test]
+    fn section_reads_one_section_without_comments() {
+        let unit =
+            "[Unit]\nA=1\n[Socket]\n# c\nListenStream=/a\n\n; d\nBacklog=5\n[Install]\nB=2\n";
+        assert_eq!(section(unit, "Socket"), ["ListenStream=/a", "Backlog=5"]);
+        assert_eq!(section(unit, "Unit"), ["A=1"]);
+        assert!(section(unit, "Timer").is_empty());
+    }
+
+    #[test]
     fn reinstall_retires_the_units_it_no_longer_renders() {
         let sd = Systemd::new(Scope::System).unwrap();
         // two sockets became one: echo-a/echo-b.socket go, echo.socket comes
@@ -803,10 +886,10 @@ mod tests {
             PathBuf::from("/etc/systemd/system/echo-a.socket"),
             PathBuf::from("/etc/systemd/system/echo-b.socket"),
         ];
-        assert_eq!(sd.retire_steps(&old, &[]), []);
+        assert_eq!(sd.prepare_steps(Some(&old), &[], &[]), []);
         let names = vec!["echo-a.socket".to_owned(), "echo-b.socket".to_owned()];
         assert_eq!(
-            sd.retire_steps(&old, &stale),
+            sd.prepare_steps(Some(&old), &stale, &[]),
             [
                 Step::Stop("echo-a.socket".into()),
                 Step::Stop("echo-b.socket".into()),

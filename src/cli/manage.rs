@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use initkit::backend::registry::{self, Installed};
-use initkit::backend::{self, linger, ManagerView, Native, ServiceManager, ServiceStatus};
+use initkit::backend::{self, linger, ManagerView, Native, Rewrite, ServiceManager, ServiceStatus};
 use initkit::manifest::{Manifest, Scope};
 
 use super::{load_manifest, Outcome, ScopeArg};
@@ -238,7 +238,19 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
         eprintln!("initkit: warning: {w}");
     }
     let paths: Vec<PathBuf> = plan.files.iter().map(|(p, _)| p.clone()).collect();
-    let steps = plan.backend.install_steps(m, &paths, plan.start);
+    // What is on disk now, for the files this install replaces.
+    let on_disk: Vec<(&Path, String, &str)> = plan
+        .files
+        .iter()
+        .filter_map(|(path, new)| {
+            let old = std::fs::read_to_string(path).ok()?;
+            (old != *new).then_some((path.as_path(), old, new.as_str()))
+        })
+        .collect();
+    let rewrites: Vec<Rewrite<'_>> = on_disk
+        .iter()
+        .map(|(path, old, new)| Rewrite { path, old, new })
+        .collect();
     // Reinstall: what the previous install wrote and this one does not.
     let previous = registry::get(scope, &m.name)?;
     let stale: Vec<PathBuf> = previous
@@ -247,10 +259,12 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
         .filter(|f| !paths.contains(f))
         .cloned()
         .collect();
-    let retire = match &previous {
-        Some(prev) => plan.backend.retire_steps(&prev.manifest, &stale),
-        None => Vec::new(),
-    };
+    let prepare = plan.backend.prepare_steps(
+        previous.as_ref().map(|prev| &prev.manifest),
+        &stale,
+        &rewrites,
+    );
+    let steps = plan.backend.install_steps(m, &paths, plan.start);
     if plan.dry_run {
         for (path, contents) in &plan.files {
             println!("would write {} (mode 0644):", path.display());
@@ -258,7 +272,7 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
                 println!("    {line}");
             }
         }
-        for step in &retire {
+        for step in &prepare {
             println!("would {step}");
         }
         for path in &stale {
@@ -313,11 +327,12 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
             },
         )
     };
+    // Recorded before anything is stopped or removed, with the stale files
+    // until they are gone, so a failure below leaves every file initkit
+    // wrote known to `initkit uninstall`.
+    record(paths.iter().chain(&stale).cloned().collect())?;
+    perform_all(&plan.backend, &m.name, &prepare)?;
     if !stale.is_empty() {
-        // Recorded first, so a failure below leaves every file initkit wrote
-        // known to `initkit uninstall`.
-        record(paths.iter().chain(&stale).cloned().collect())?;
-        perform_all(&plan.backend, &m.name, &retire)?;
         for file in &stale {
             match std::fs::remove_file(file) {
                 Ok(()) => println!("removed {} (no longer rendered)", file.display()),
@@ -325,8 +340,8 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
                 Err(e) => return Err(e).with_context(|| format!("remove {}", file.display())),
             }
         }
+        record(paths)?;
     }
-    record(paths)?;
     perform_all(&plan.backend, &m.name, &steps)?;
     println!("installed {} ({} scope)", m.name, scope.as_str());
     Ok(Outcome::Ok)

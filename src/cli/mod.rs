@@ -42,7 +42,8 @@ enum Command {
     ///
     /// Installing again over an initkit install updates the files; units it
     /// no longer renders (a dropped or renamed socket, a changed launchd
-    /// label) are stopped, disabled and removed.
+    /// label) are stopped, disabled and removed, and a socket whose address
+    /// or options changed is stopped and started again so it listens anew.
     Install(manage::InstallArgs),
     /// Stop, disable and remove a service that initkit installed
     Uninstall(manage::NameArgs),

@@ -733,6 +733,51 @@ fn reinstall_retires_the_socket_units_it_no_longer_renders() {
     assert_eq!(svc.files_in_unit_dir(), Vec::<String>::new());
 }
 
+/// The socket moves to a new path on reinstall. On reload systemd keeps the
+/// fd it bound, so install stops the socket unit (and with it the daemon
+/// that `Requires=` it) under its old definition, then starts it: the new
+/// path answers from a new daemon and the old path is gone.
+#[test]
+fn reinstall_with_a_new_socket_address_listens_there() {
+    let Some(mgr) = user_manager() else { return };
+    let svc = Service::echo(&mgr, "moved");
+    ok(&svc.install());
+    let old_pid = ping(&svc.socket).expect("first address answers");
+    let moved = mgr.runtime_dir.join(format!("{}-moved.sock", svc.name));
+    let manifest = std::fs::read_to_string(svc.manifest()).unwrap();
+    let old_listen = format!("{{runtime}}/{}.sock", svc.name);
+    assert!(manifest.contains(&old_listen), "{manifest}");
+    std::fs::write(
+        svc.manifest(),
+        manifest.replace(&old_listen, &format!("{{runtime}}/{}-moved.sock", svc.name)),
+    )
+    .unwrap();
+
+    let out = svc.install();
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("stop {}", svc.unit("socket"))),
+        "{}",
+        text(&out)
+    );
+    let new_pid = ping(&moved).expect("the new address answers");
+    assert_ne!(new_pid, old_pid, "the daemon was restarted with the new fd");
+    assert_eq!(svc.prop("service", "MainPID"), new_pid.to_string());
+    assert!(
+        !svc.socket.exists(),
+        "the old path was removed with the old listener"
+    );
+    // Reinstalling the same manifest again changes nothing: no stop.
+    let again = svc.install();
+    ok(&again);
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("stop"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(ping(&moved).expect("still answers"), new_pid);
+}
+
 #[test]
 fn scheduled_job_installs_and_starts_its_timer() {
     let Some(mgr) = user_manager() else { return };
