@@ -69,7 +69,8 @@ pub trait Manager {
 ///
 /// The properties initkit reads: `LoadState`, `ActiveState`, `SubState`,
 /// `Result`; services: `MainPID`, `NRestarts`, `ExecMainStatus`,
-/// `StatusText`, `ControlGroup`; sockets: `Listen` (`a(ss)`: type, address).
+/// `StatusText`, `ControlGroup`; sockets: `Listen` (`a(ss)`: type, address),
+/// `Triggers` (the service a socket or timer starts).
 #[proxy(
     interface = "org.freedesktop.DBus.Properties",
     default_service = "org.freedesktop.systemd1",
@@ -93,6 +94,7 @@ pub const READ_PROPERTIES: &[&str] = &[
     "StatusText",
     "ControlGroup",
     "Listen",
+    "Triggers",
 ];
 
 /// An `a{sv}` reply holding only the [`READ_PROPERTIES`].

@@ -33,10 +33,11 @@ pub mod registry;
 pub mod runner;
 pub mod systemd;
 
-/// A file an install replaces with different contents.
+/// A file a reinstall writes with different contents.
 #[derive(Debug, Clone, Copy)]
 pub struct Rewrite<'a> {
     pub path: &'a Path,
+    /// What is there now; empty when the file is new.
     pub old: &'a str,
     pub new: &'a str,
 }

@@ -366,7 +366,8 @@ impl Systemd {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let state = self.unit_state(unit)?;
+        let props = self.properties(unit)?;
+        let state = props.state()?;
         let ok = match verb {
             "stop" => !matches!(state.active_state.as_str(), "active" | "reloading"),
             _ => matches!(
@@ -382,10 +383,7 @@ impl Systemd {
                 "; it crashed too often: fix the daemon, then `initkit start` resets the limit"
                     .to_owned()
             }
-            _ if verb != "stop" => format!(
-                "; see `initkit logs {}`",
-                unit.rsplit_once('.').map_or(unit, |(base, _)| base)
-            ),
+            _ if verb != "stop" => format!("; see `initkit logs {}`", props.service_name()),
             _ => String::new(),
         };
         Err(BackendError::JobFailed {
@@ -486,6 +484,26 @@ impl UnitProps {
 
     fn i32(&self, name: &'static str) -> Result<i32, BackendError> {
         self.get(name)
+    }
+
+    /// The initkit service a unit belongs to, for `initkit logs NAME`: the
+    /// service's name, or for a socket or timer that of the service it
+    /// triggers (`NAME-http.socket` belongs to `NAME`).
+    fn service_name(&self) -> String {
+        let base = |unit: &str| unit.rsplit_once('.').map_or(unit, |(b, _)| b).to_owned();
+        if !self.unit.ends_with(".service") {
+            let triggered: Option<&zbus::zvariant::Array<'_>> = self.get("Triggers").ok();
+            let service = triggered.into_iter().flat_map(|a| a.iter()).find_map(|v| {
+                <&str>::try_from(v)
+                    .ok()
+                    .filter(|u| u.ends_with(".service"))
+                    .map(base)
+            });
+            if let Some(service) = service {
+                return service;
+            }
+        }
+        base(&self.unit)
     }
 
     /// A socket's `Listen`: (type, address) pairs.
@@ -592,25 +610,36 @@ impl ServiceManager for Systemd {
     /// socket unit whose `[Socket]` section changed: on reload systemd keeps
     /// the fds it bound, so a new address would not be listened on until the
     /// socket restarts. Stopped now, under its old definition, systemd
-    /// removes the old socket file (`RemoveOnStop=`) and stops the service
-    /// that `Requires=` it; the install's start then binds the new address.
+    /// removes the old socket file (`RemoveOnStop=`). When any socket changed
+    /// or is new, the service is stopped too (a socket's stop already stops
+    /// the service that `Requires=` it): a running service would not get the
+    /// new fds, and systemd refuses to start a socket whose service is
+    /// already active. The next client starts it with every socket.
     fn prepare_steps(
         &self,
-        _previous: Option<&Manifest>,
+        previous: Option<&Manifest>,
         stale: &[PathBuf],
         rewrites: &[Rewrite<'_>],
     ) -> Vec<Step> {
         let retired = unit_names(stale);
-        let rebind = rewrites
+        let changed: Vec<&Rewrite<'_>> = rewrites
             .iter()
             .filter(|r| r.path.extension().is_some_and(|e| e == "socket"))
             .filter(|r| section(r.old, "Socket") != section(r.new, "Socket"))
+            .collect();
+        let rebind = changed
+            .iter()
+            .filter(|r| !r.old.is_empty())
             .filter_map(|r| r.path.file_name())
             .map(|n| n.to_string_lossy().into_owned());
+        let service = previous
+            .filter(|_| !changed.is_empty())
+            .map(Manifest::service_unit);
         let mut steps: Vec<Step> = retired
             .iter()
             .cloned()
             .chain(rebind)
+            .chain(service)
             .map(Step::Stop)
             .collect();
         if !retired.is_empty() {
@@ -851,8 +880,22 @@ mod tests {
             sd.prepare_steps(None, &[], &[rewrite(socket, &a, &b)]),
             [Step::Stop("echo.socket".into())]
         );
+        // on a reinstall the service is stopped too, so it gets the new fds
+        let m = manifest("[[socket]]\nlisten = \"unix:/run/a.sock\"\n");
         assert_eq!(
-            sd.prepare_steps(None, &[], &[rewrite(socket, &a, &renamed)]),
+            sd.prepare_steps(Some(&m), &[], &[rewrite(socket, &a, &b)]),
+            [
+                Step::Stop("echo.socket".into()),
+                Step::Stop("echo.service".into())
+            ]
+        );
+        // a new socket (nothing on disk): only the service needs stopping
+        assert_eq!(
+            sd.prepare_steps(Some(&m), &[], &[rewrite(socket, "", &b)]),
+            [Step::Stop("echo.service".into())]
+        );
+        assert_eq!(
+            sd.prepare_steps(Some(&m), &[], &[rewrite(socket, &a, &renamed)]),
             [],
             "only [Socket] changes need new fds"
         );
@@ -862,7 +905,30 @@ mod tests {
             "[Service]\nExecStart=/a\n",
             "[Service]\nExecStart=/b\n",
         );
-        assert_eq!(sd.prepare_steps(None, &[], &[exec]), []);
+        assert_eq!(sd.prepare_steps(Some(&m), &[], &[exec]), []);
+    }
+
+    #[test]
+    fn logs_hint_names_the_service_a_socket_triggers() {
+        use zbus::zvariant::{OwnedValue, Value};
+        let props = |unit: &str, triggers: &[&str]| UnitProps {
+            unit: unit.to_owned(),
+            map: [(
+                "Triggers".to_owned(),
+                OwnedValue::try_from(Value::from(triggers.to_vec())).unwrap(),
+            )]
+            .into(),
+        };
+        // `web-admin` could be a socket of `web` or a service of its own
+        let socket = props("web-admin.socket", &["web.service"]);
+        assert_eq!(socket.service_name(), "web");
+        assert_eq!(props("web-admin.service", &[]).service_name(), "web-admin");
+        assert_eq!(props("job.timer", &["job.service"]).service_name(), "job");
+        let bare = UnitProps {
+            unit: "lone.socket".into(),
+            map: std::collections::HashMap::new(),
+        };
+        assert_eq!(bare.service_name(), "lone");
     }
 
     #[test]

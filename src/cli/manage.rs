@@ -238,19 +238,6 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
         eprintln!("initkit: warning: {w}");
     }
     let paths: Vec<PathBuf> = plan.files.iter().map(|(p, _)| p.clone()).collect();
-    // What is on disk now, for the files this install replaces.
-    let on_disk: Vec<(&Path, String, &str)> = plan
-        .files
-        .iter()
-        .filter_map(|(path, new)| {
-            let old = std::fs::read_to_string(path).ok()?;
-            (old != *new).then_some((path.as_path(), old, new.as_str()))
-        })
-        .collect();
-    let rewrites: Vec<Rewrite<'_>> = on_disk
-        .iter()
-        .map(|(path, old, new)| Rewrite { path, old, new })
-        .collect();
     // Reinstall: what the previous install wrote and this one does not.
     let previous = registry::get(scope, &m.name)?;
     let stale: Vec<PathBuf> = previous
@@ -258,6 +245,27 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
         .flat_map(|prev| prev.files.iter())
         .filter(|f| !paths.contains(f))
         .cloned()
+        .collect();
+    // The files this install changes, with what is on disk now: a file that
+    // is there (initkit's or, with --force, not) and differs, or on a
+    // reinstall a new one.
+    let on_disk: Vec<(&Path, String, &str)> = plan
+        .files
+        .iter()
+        .filter_map(|(path, new)| {
+            let old = match std::fs::read_to_string(path) {
+                Ok(old) => old,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && previous.is_some() => {
+                    String::new()
+                }
+                Err(_) => return None,
+            };
+            (old != *new).then_some((path.as_path(), old, new.as_str()))
+        })
+        .collect();
+    let rewrites: Vec<Rewrite<'_>> = on_disk
+        .iter()
+        .map(|(path, old, new)| Rewrite { path, old, new })
         .collect();
     let prepare = plan.backend.prepare_steps(
         previous.as_ref().map(|prev| &prev.manifest),

@@ -42,8 +42,10 @@ enum Command {
     ///
     /// Installing again over an initkit install updates the files; units it
     /// no longer renders (a dropped or renamed socket, a changed launchd
-    /// label) are stopped, disabled and removed, and a socket whose address
-    /// or options changed is stopped and started again so it listens anew.
+    /// label) are stopped, disabled and removed; a socket whose address or
+    /// options changed is stopped and started again so it listens anew, and
+    /// when sockets changed or were added the service is stopped, so the next
+    /// client starts it with every socket.
     Install(manage::InstallArgs),
     /// Stop, disable and remove a service that initkit installed
     Uninstall(manage::NameArgs),

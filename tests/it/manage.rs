@@ -778,6 +778,50 @@ fn reinstall_with_a_new_socket_address_listens_there() {
     assert_eq!(ping(&moved).expect("still answers"), new_pid);
 }
 
+/// A third socket is added on reinstall while the daemon serves the first
+/// two. systemd would refuse to start the new socket unit while its service
+/// runs, and the running daemon has no fd for it: install stops the service
+/// first, so the next client starts a daemon that serves all three.
+#[test]
+fn reinstall_with_an_added_socket_serves_it_from_a_new_daemon() {
+    let Some(mgr) = user_manager() else { return };
+    let daemon = echo_daemon();
+    let sockets = |name: &str, which: &[&str]| {
+        let header = format!("name = \"{name}\"\ncommand = [{daemon:?}]\nreadiness = \"notify\"\n");
+        let sockets = which.iter().map(|s| {
+            format!("[[socket]]\nname = \"{s}\"\nlisten = \"unix:{{runtime}}/{name}-{s}.sock\"\n")
+        });
+        std::iter::once(header).chain(sockets).collect::<String>()
+    };
+    let svc = Service::with_manifest(&mgr, "added", |name| sockets(name, &["a", "b"]));
+    ok(&svc.install());
+    let path = |s: &str| mgr.runtime_dir.join(format!("{}-{s}.sock", svc.name));
+    let old_pid = ping(&path("a")).expect("socket a answers");
+
+    std::fs::write(svc.manifest(), sockets(&svc.name, &["a", "b", "c"])).unwrap();
+    let out = svc.install();
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("stop {}", svc.unit("service"))),
+        "{}",
+        text(&out)
+    );
+    let c = format!("{}-c.socket", svc.name);
+    assert_eq!(mgr.prop(&c, "ActiveState"), "active", "{c}");
+    let new_pid = ping(&path("c")).expect("the added socket answers");
+    assert_ne!(new_pid, old_pid);
+    for s in ["a", "b"] {
+        assert_eq!(
+            ping(&path(s)).expect("the old sockets still answer"),
+            new_pid,
+            "one daemon serves all three"
+        );
+    }
+    let (code, status) = svc.status_json();
+    assert_eq!(code, Some(0));
+    assert_eq!(status["sockets"].as_array().map(Vec::len), Some(3));
+}
+
 #[test]
 fn scheduled_job_installs_and_starts_its_timer() {
     let Some(mgr) = user_manager() else { return };

@@ -336,7 +336,7 @@ impl Drop for Service {
         let units = ["socket", "timer", "service"]
             .map(|kind| self.unit(kind))
             .into_iter()
-            .chain(["a", "b"].map(|s| format!("{}-{s}.socket", self.name)));
+            .chain(["a", "b", "c"].map(|s| format!("{}-{s}.socket", self.name)));
         for unit in units {
             let _ = self.mgr.systemctl().args(["stop", &unit]).output();
             let _ = self.mgr.systemctl().args(["disable", &unit]).output();
