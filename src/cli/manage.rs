@@ -227,6 +227,35 @@ fn perform_all<B: ServiceManager>(
     Ok(())
 }
 
+/// The files an install changes, with what is on disk now: a file that is
+/// there (initkit's or, with --force, not) and differs, or on a reinstall
+/// a new one (read as empty).
+fn changed_files(files: &[(PathBuf, String)], reinstall: bool) -> Vec<(&Path, String, &str)> {
+    files
+        .iter()
+        .filter_map(|(path, new)| {
+            let old = match std::fs::read_to_string(path) {
+                Ok(old) => old,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && reinstall => String::new(),
+                Err(_) => return None,
+            };
+            (old != *new).then_some((path.as_path(), old, new.as_str()))
+        })
+        .collect()
+}
+
+/// Remove files initkit recorded writing; one already gone is fine.
+fn remove_recorded(files: &[PathBuf], note: &str) -> anyhow::Result<()> {
+    for file in files {
+        match std::fs::remove_file(file) {
+            Ok(()) => println!("removed {}{note}", file.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("remove {}", file.display())),
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Commands.
 
@@ -246,23 +275,7 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
         .filter(|f| !paths.contains(f))
         .cloned()
         .collect();
-    // The files this install changes, with what is on disk now: a file that
-    // is there (initkit's or, with --force, not) and differs, or on a
-    // reinstall a new one.
-    let on_disk: Vec<(&Path, String, &str)> = plan
-        .files
-        .iter()
-        .filter_map(|(path, new)| {
-            let old = match std::fs::read_to_string(path) {
-                Ok(old) => old,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && previous.is_some() => {
-                    String::new()
-                }
-                Err(_) => return None,
-            };
-            (old != *new).then_some((path.as_path(), old, new.as_str()))
-        })
-        .collect();
+    let on_disk = changed_files(&plan.files, previous.is_some());
     let rewrites: Vec<Rewrite<'_>> = on_disk
         .iter()
         .map(|(path, old, new)| Rewrite { path, old, new })
@@ -341,13 +354,7 @@ pub fn install(args: &InstallArgs) -> anyhow::Result<Outcome> {
     record(paths.iter().chain(&stale).cloned().collect())?;
     perform_all(&plan.backend, &m.name, &prepare)?;
     if !stale.is_empty() {
-        for file in &stale {
-            match std::fs::remove_file(file) {
-                Ok(()) => println!("removed {} (no longer rendered)", file.display()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("remove {}", file.display())),
-            }
-        }
+        remove_recorded(&stale, " (no longer rendered)")?;
         record(paths)?;
     }
     perform_all(&plan.backend, &m.name, &steps)?;
@@ -367,13 +374,7 @@ pub fn uninstall(args: &NameArgs) -> anyhow::Result<Outcome> {
     let backend = backend::native(installed.scope)?.with_timeouts_of(&installed.manifest);
     let (before, after) = backend.uninstall_steps(&installed.manifest, &installed.files);
     perform_all(&backend, &installed.name, &before)?;
-    for file in &installed.files {
-        match std::fs::remove_file(file) {
-            Ok(()) => println!("removed {}", file.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("remove {}", file.display())),
-        }
-    }
+    remove_recorded(&installed.files, "")?;
     perform_all(&backend, &installed.name, &after)?;
     registry::remove_in(&registry::dir(installed.scope)?, &installed.name)?;
     println!("uninstalled {}", installed.name);
