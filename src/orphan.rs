@@ -472,9 +472,7 @@ fn listen_facts(snapshot: &Snapshot, rules: &Rules, p: &Process) -> Vec<ListenFa
         // kernel's word (no sock_diag) there is no guess.
         let stale = match (rule.current, socket.vfs) {
             (None, _) => true,
-            (Some(now), Some(bound)) => {
-                now.dev != bound.dev || (now.ino & 0xffff_ffff) != (bound.ino & 0xffff_ffff)
-            }
+            (Some(now), Some(bound)) => !now.is_bound_as(bound),
             (Some(_), None) => false,
         };
         facts.push(ListenFact {

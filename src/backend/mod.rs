@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::manifest::{Manifest, Scope};
 use crate::render::{RenderError, Rendered};
 
+pub mod claims;
 pub mod dbus;
 pub mod launchd;
 pub mod linger;

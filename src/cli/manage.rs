@@ -6,8 +6,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
+use initkit::backend::claims::{self, Claimant};
 use initkit::backend::registry::{self, Installed};
 use initkit::backend::{self, linger, ManagerView, Native, Rewrite, ServiceManager, ServiceStatus};
+use initkit::dirs::Dirs;
 use initkit::manifest::{Manifest, Scope};
 
 use super::{load_manifest, Outcome, ScopeArg};
@@ -113,6 +115,7 @@ fn plan_install(args: &InstallArgs) -> anyhow::Result<InstallPlan> {
     if args.linger && scope != Scope::User {
         bail!("--linger only applies to user services");
     }
+    check_socket_paths(&manifest, scope)?;
     let backend = backend::native(scope)?.with_timeouts_of(&manifest);
     let source_name = manifest_path
         .file_name()
@@ -225,6 +228,70 @@ fn perform_all<B: ServiceManager>(
             .with_context(|| format!("{name}: {step}"))?;
     }
     Ok(())
+}
+
+/// Refuse unix socket paths that are taken (see `backend::claims`): declared
+/// by another installed service of either scope, or listened on by a process
+/// other than this service's own socket units.
+fn check_socket_paths(m: &Manifest, scope: Scope) -> anyhow::Result<()> {
+    // Without its directories the manifest does not render; that error says so.
+    let Ok(dirs) = Dirs::current(scope) else {
+        return Ok(());
+    };
+    let wanted = claims::socket_paths(m, &dirs);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut own = Vec::new();
+    let mut others = Vec::new();
+    for s in [Scope::User, Scope::System] {
+        // A registry that cannot be read (no HOME, a corrupt record) claims
+        // nothing here; the listener check below still applies.
+        let (Ok(installed), Ok(dirs)) = (registry::list(s), Dirs::current(s)) else {
+            continue;
+        };
+        for i in installed {
+            let paths = claims::socket_paths(&i.manifest, &dirs)
+                .into_iter()
+                .map(|p| p.path)
+                .collect();
+            if i.name == m.name && i.scope == scope {
+                own = paths;
+            } else {
+                others.push(Claimant {
+                    name: i.name,
+                    scope: i.scope,
+                    paths,
+                });
+            }
+        }
+    }
+    let found = claims::conflicts(
+        &wanted,
+        &own,
+        &others,
+        |path| match initkit::scan::listened_on(path) {
+            Ok(live) => live.unwrap_or(false),
+            Err(e) => {
+                eprintln!(
+                    "initkit: warning: cannot tell whether a process listens on {}: {e}",
+                    path.display()
+                );
+                false
+            }
+        },
+    );
+    match found.as_slice() {
+        [] => Ok(()),
+        [one] => bail!("{one}"),
+        many => bail!(
+            "{}",
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
 }
 
 /// The files an install changes, with what is on disk now: a file that is

@@ -32,6 +32,27 @@ pub fn read(interest: &Interest) -> io::Result<Snapshot> {
     Ok(snapshot)
 }
 
+/// See [`super::listened_on`]: lstat the path, then look for its identity
+/// among the listening sockets sock_diag reports.
+pub fn listened_on(path: &Path) -> io::Result<Option<bool>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(false)),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Ok(Some(false));
+    }
+    let file = FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    Ok(Some(
+        unix_vfs()?.values().any(|&bound| file.is_bound_as(bound)),
+    ))
+}
+
 /// Snapshot the `/proc` tree at `root`. Fails only when `root` itself cannot
 /// be listed; every per-process problem is recorded in the snapshot.
 pub fn read_with_root(root: &Path, interest: &Interest) -> io::Result<Snapshot> {
@@ -673,6 +694,28 @@ mod tests {
         let seen = vfs.get(&inode).expect("sock_diag reports the listener");
         assert_eq!(seen.dev, now.dev);
         assert_eq!(seen.ino, now.ino & 0xffff_ffff);
+        assert!(now.is_bound_as(*seen));
         drop(listener);
+    }
+
+    #[test]
+    fn listened_on_only_a_live_listeners_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        assert_eq!(listened_on(&path).unwrap(), Some(false), "nothing there");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(listened_on(&path).unwrap(), Some(true));
+        // the path re-pointed at a new, unlistened socket file
+        let moved = dir.path().join("moved.sock");
+        std::fs::rename(&path, &moved).unwrap();
+        let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(other); // its file stays; nobody listens on it
+        assert_eq!(listened_on(&path).unwrap(), Some(false), "stale file");
+        assert_eq!(listened_on(&moved).unwrap(), Some(true), "renamed, still its file");
+        drop(listener);
+        assert_eq!(listened_on(&moved).unwrap(), Some(false), "listener gone");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        assert_eq!(listened_on(&plain).unwrap(), Some(false), "not a socket");
     }
 }

@@ -45,6 +45,13 @@ impl FileId {
         }
     }
 
+    /// Whether this is the file a socket's path was bound as, given the
+    /// identity sock_diag reports (`vfs`), which carries only the low 32
+    /// bits of the inode number.
+    pub fn is_bound_as(self, vfs: FileId) -> bool {
+        self.dev == vfs.dev && (self.ino & 0xffff_ffff) == (vfs.ino & 0xffff_ffff)
+    }
+
     /// The identity of the file at `path` now, following symlinks; `None` when
     /// nothing is there.
     pub fn of_path(path: &Path) -> Option<FileId> {
@@ -258,4 +265,13 @@ pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
 /// Snapshot this machine's process table.
 pub fn read(interest: &Interest) -> std::io::Result<Snapshot> {
     imp::read(interest)
+}
+
+/// Whether a process listens on the unix socket file at `path` now: the
+/// file is a socket and a listening socket was bound as that very file
+/// (not a stale file left behind, not a path since reused). Never connects,
+/// so it starts no socket-activated service. `Ok(None)` where this OS
+/// cannot tell (macOS).
+pub fn listened_on(path: &Path) -> std::io::Result<Option<bool>> {
+    imp::listened_on(path)
 }

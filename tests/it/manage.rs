@@ -822,6 +822,68 @@ fn reinstall_with_an_added_socket_serves_it_from_a_new_daemon() {
     assert_eq!(status["sockets"].as_array().map(Vec::len), Some(3));
 }
 
+/// A socket unit unlinks its path before it binds, so installing a second
+/// service on a path that is taken would strand the first listener. Install
+/// refuses, names the field, and writes nothing: the path of another
+/// installed service, and a path a foreign process listens on. A stale
+/// socket file nobody listens on is free.
+#[test]
+fn install_refuses_a_socket_path_that_is_taken() {
+    let Some(mgr) = user_manager() else { return };
+    let first = Service::echo(&mgr, "taken");
+    ok(&first.install());
+    let pid = ping(&first.socket).expect("first service answers");
+    let inode = std::fs::metadata(&first.socket).unwrap().ino();
+
+    let daemon = echo_daemon();
+    let on = |path: &Path| {
+        let (path, daemon) = (path.to_owned(), daemon.clone());
+        move |name: &str| {
+            format!(
+                "name = \"{name}\"\ncommand = [{daemon:?}]\nreadiness = \"notify\"\n\
+                 [[socket]]\nlisten = \"unix:{}\"\n",
+                path.display()
+            )
+        }
+    };
+    let nothing_written = |svc: &Service, out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(2), "{}", text(out));
+        assert_eq!(svc.files_in_unit_dir(), Vec::<String>::new());
+        assert!(!registry_record(&svc.name).exists());
+    };
+
+    let second = Service::with_manifest(&mgr, "taken", on(&first.socket));
+    let out = second.install();
+    nothing_written(&second, &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("socket[0].listen"), "{err}");
+    assert!(
+        err.contains(&format!("installed service {} (user scope)", first.name)),
+        "{err}"
+    );
+    assert_eq!(ping(&first.socket).expect("first still answers"), pid);
+    assert_eq!(std::fs::metadata(&first.socket).unwrap().ino(), inode);
+
+    // A process of its own (not an installed service) listening on a path.
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&foreign).unwrap();
+    let foreign_inode = std::fs::metadata(&foreign).unwrap().ino();
+    let third = Service::with_manifest(&mgr, "taken", on(&foreign));
+    let out = third.install();
+    nothing_written(&third, &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a process is listening"), "{err}");
+    assert_eq!(std::fs::metadata(&foreign).unwrap().ino(), foreign_inode);
+    UnixStream::connect(&foreign).expect("the foreign listener still accepts");
+
+    // Gone, its file left behind: nobody listens, so the path is free.
+    drop(listener);
+    assert!(foreign.exists());
+    ok(&third.install());
+    assert!(ping(&foreign).is_ok(), "the new service owns the path");
+}
+
 #[test]
 fn scheduled_job_installs_and_starts_its_timer() {
     let Some(mgr) = user_manager() else { return };
