@@ -40,6 +40,10 @@ enum Command {
     Exec(exec::Args),
     /// Render and install a manifest into the service manager, then enable and start it
     ///
+    /// A unix socket path that another installed service declares, or that a
+    /// process listens on, is refused before anything is written: the socket
+    /// unit would unlink it and strand that listener.
+    ///
     /// Installing again over an initkit install updates the files; units it
     /// no longer renders (a dropped or renamed socket, a changed launchd
     /// label) are stopped, disabled and removed; a socket whose address or

@@ -711,7 +711,11 @@ mod tests {
         let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
         drop(other); // its file stays; nobody listens on it
         assert_eq!(listened_on(&path).unwrap(), Some(false), "stale file");
-        assert_eq!(listened_on(&moved).unwrap(), Some(true), "renamed, still its file");
+        assert_eq!(
+            listened_on(&moved).unwrap(),
+            Some(true),
+            "renamed, still its file"
+        );
         drop(listener);
         assert_eq!(listened_on(&moved).unwrap(), Some(false), "listener gone");
         let plain = dir.path().join("plain");
