@@ -649,10 +649,22 @@ fn spawn_watcher(
     report: Option<(&Manifest, &Dirs)>,
 ) -> anyhow::Result<()> {
     let daemon = nix::unistd::getpid();
+    // The daemon starts only once the watcher has let go of the lock and the
+    // sockets (EOF on this pipe: the watcher closes its end after them).
+    // Otherwise a daemon that exits at once would leave them held by a
+    // watcher not yet scheduled, and the next start would find the lock
+    // taken and report "already running" with nothing running.
+    let (released, release) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe for the path watcher")?;
     // SAFETY: `initkit exec` is single-threaded (no thread was spawned), so
     // the child may run ordinary code after fork.
     match unsafe { nix::unistd::fork() }.context("fork the path watcher")? {
-        nix::unistd::ForkResult::Parent { .. } => Ok(()),
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(release);
+            // EOF also when the watcher dies first; read_to_end retries EINTR.
+            let _ = std::io::Read::read_to_end(&mut std::fs::File::from(released), &mut Vec::new());
+            Ok(())
+        }
         nix::unistd::ForkResult::Child => {
             // Hold neither the sockets nor the lock: a dead daemon must look
             // dead (ECONNREFUSED, lock free).
@@ -661,6 +673,7 @@ fn spawn_watcher(
                 // SAFETY: closing the inherited listening fds and the lock fd in the child.
                 unsafe { libc::close(fd) };
             }
+            drop((released, release));
             null_stdin_stdout();
             // Live exactly as long as the daemon: a Ctrl-C or a group kill
             // must not take the watcher (and its cleanup) away first.
