@@ -248,11 +248,6 @@ impl Systemd {
         })
     }
 
-    /// The generic state of one unit.
-    pub fn unit_state(&self, unit: &str) -> Result<UnitState, BackendError> {
-        self.properties(unit)?.state()
-    }
-
     /// What systemd tracks for a service unit: its cgroup, main pid and every
     /// pid in the cgroup (`GetUnitProcesses`).
     pub fn unit_view(&self, service_unit: &str) -> Result<ManagerView, BackendError> {
@@ -627,18 +622,18 @@ impl ServiceManager for Systemd {
             .filter(|r| r.path.extension().is_some_and(|e| e == "socket"))
             .filter(|r| section(r.old, "Socket") != section(r.new, "Socket"))
             .collect();
-        let rebind = changed
+        let rebind: Vec<PathBuf> = changed
             .iter()
             .filter(|r| !r.old.is_empty())
-            .filter_map(|r| r.path.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
+            .map(|r| r.path.to_path_buf())
+            .collect();
         let service = previous
             .filter(|_| !changed.is_empty())
             .map(Manifest::service_unit);
         let mut steps: Vec<Step> = retired
             .iter()
             .cloned()
-            .chain(rebind)
+            .chain(unit_names(&rebind))
             .chain(service)
             .map(Step::Stop)
             .collect();

@@ -281,17 +281,11 @@ fn check_socket_paths(m: &Manifest, scope: Scope) -> anyhow::Result<()> {
             }
         },
     );
-    match found.as_slice() {
-        [] => Ok(()),
-        [one] => bail!("{one}"),
-        many => bail!(
-            "{}",
-            many.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
+    if found.is_empty() {
+        return Ok(());
     }
+    let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+    bail!("{}", lines.join("\n"))
 }
 
 /// The files an install changes, with what is on disk now: a file that is
